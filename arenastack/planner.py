@@ -1,0 +1,333 @@
+"""GPU memory plan: what each model needs, the fraction that buys it, and where it fits.
+
+The model, per vLLM instance on a GPU of total memory T (all in bytes):
+
+    needed = weights / tp + activations + cuda_graphs + kv_per_token / tp × tokens
+    fraction_needed = needed / T
+
+- weights: parameters × bytes of the served dtype (from safetensors headers or the index);
+- kv_per_token = 2 (K and V) × Σ_layers kv_heads × head_dim × bytes of the KV-cache dtype
+  (fp8 is 1 byte; `auto` follows the model dtype);
+- tokens = max_model_len (or the model's max_position_embeddings) × full_length_sequences;
+- activations: vLLM's profiling run peak plus non-torch allocations, ACTIVATIONS_GIB;
+- cuda_graphs: CUDA_GRAPHS_GIB unless enforce_eager.
+
+The CUDA context of each instance (CUDA_CONTEXT_GIB) lives outside its fraction: current vLLM
+snapshots free memory after creating it. It is why fractions on a GPU must leave headroom.
+
+On `device: cpu` the KV cache is a fixed VLLM_CPU_KVCACHE_SPACE, and the plan reports how many
+tokens it buys.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from arenastack import modelinfo
+from arenastack.checks import safe_fraction_total
+from arenastack.manifest import GpuSpec, Manifest, Model
+from arenastack.modelinfo import DTYPE_BYTES, ModelInfo
+from arenastack.problems import Problem
+
+GIB = 2**30
+ACTIVATIONS_GIB = 1.0
+CUDA_GRAPHS_GIB = 0.5
+KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    model: Model
+    info: ModelInfo | None
+    weights_bytes: int | None  # per GPU
+    kv_bytes_per_token: int | None  # per GPU
+    overhead_bytes: int
+    tokens: int | None  # KV tokens the model must hold
+    gpu_memory_bytes: int | None  # of the smallest GPU it runs on; None on CPU
+    kv_cache_bytes: int | None  # what its fraction (or CPU KV space) leaves for KV
+
+    @property
+    def needed_bytes(self) -> int | None:
+        if self.weights_bytes is None or self.kv_bytes_per_token is None or self.tokens is None:
+            return None
+        return self.weights_bytes + self.overhead_bytes + self.kv_bytes_per_token * self.tokens
+
+    @property
+    def fraction_needed(self) -> float | None:
+        needed = self.needed_bytes
+        if needed is None or self.gpu_memory_bytes is None:
+            return None
+        return needed / self.gpu_memory_bytes
+
+    @property
+    def kv_tokens(self) -> int | None:
+        """Tokens of KV cache the set fraction (or the CPU KV space) buys."""
+        if self.kv_cache_bytes is None or not self.kv_bytes_per_token:
+            return None
+        return max(0, self.kv_cache_bytes) // self.kv_bytes_per_token
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: list[Model]  # every 'auto' settled
+    entries: list[ModelPlan]
+    gpus: list[GpuSpec]
+    problems: list[Problem]
+    warnings: list[Problem]
+
+    def on_gpu(self, index: int) -> list[ModelPlan]:
+        return [e for e in self.entries if e.model.gpus != "auto" and index in e.model.gpus]
+
+    def fraction_total(self, index: int) -> float:
+        return sum(float(e.model.gpu_memory_utilization) for e in self.on_gpu(index))
+
+
+def served_dtype_bytes(model: Model, info: ModelInfo) -> int:
+    dtype = info.torch_dtype if model.dtype == "auto" else model.dtype
+    # vLLM serves float32 checkpoints in 16 bits unless asked for float32 explicitly.
+    if model.dtype == "auto" and DTYPE_BYTES.get(dtype, 2) == 4:
+        return 2
+    return DTYPE_BYTES.get(dtype, 2)
+
+
+def kv_bytes_per_token(model: Model, info: ModelInfo) -> int:
+    element = KV_DTYPE_BYTES.get(model.kv_cache_dtype) or served_dtype_bytes(model, info)
+    tp = model.tensor_parallel_size
+    # Tensor parallelism splits KV heads across GPUs; a layer with fewer heads than GPUs
+    # replicates its one head on each.
+    heads_per_gpu = sum(max(1, math.ceil(heads / tp)) for heads in info.kv_heads_per_layer)
+    return 2 * heads_per_gpu * info.head_dim * element
+
+
+def weights_bytes(model: Model, info: ModelInfo | None) -> int | None:
+    tp = model.tensor_parallel_size
+    if info is not None and info.parameters is not None:
+        return info.parameters * served_dtype_bytes(model, info) // tp
+    if model.params_b is not None:
+        element = DTYPE_BYTES.get(model.dtype, 2) if model.dtype != "auto" else 2
+        return int(model.params_b * 1e9 * element) // tp
+    if model.weights_gib is not None:
+        return int(model.weights_gib * GIB) // tp
+    return None
+
+
+def overhead_bytes(model: Model) -> int:
+    graphs = 0.0 if model.enforce_eager else CUDA_GRAPHS_GIB
+    return int((ACTIVATIONS_GIB + graphs) * GIB)
+
+
+def plan(
+    manifest: Manifest,
+    models: list[Model],
+    gpus: list[GpuSpec],
+    manifest_dir: Path,
+    sequences: int | None = None,
+    explain: bool = False,
+) -> Plan:
+    """Settle every 'auto'. The hub is asked only for models whose 'auto' needs it, or for
+    every unknown model when `explain` (the plan command) wants the full table."""
+    sequences = sequences or manifest.planner.full_length_sequences
+    host_cache = None
+    if manifest.hf_cache.host_path:
+        host_cache = (manifest_dir / Path(manifest.hf_cache.host_path).expanduser()).resolve()
+    online = manifest.planner.online and os.environ.get("HF_HUB_OFFLINE", "") in ("", "0")
+    infos = [
+        modelinfo.lookup(m.model, m.local_path, host_cache, online and (explain or _has_auto(m)))
+        for m in models
+    ]
+    if manifest.device == "cpu":
+        return _plan_cpu(models, infos, sequences)
+    return _plan_cuda(manifest, models, infos, gpus, sequences)
+
+
+def _has_auto(model: Model) -> bool:
+    return model.gpus == "auto" or model.gpu_memory_utilization == "auto"
+
+
+def _tokens(model: Model, info: ModelInfo | None, sequences: int) -> int | None:
+    length = model.max_model_len or (info.max_position_embeddings if info else None)
+    return None if length is None else length * sequences
+
+
+def _entry(model: Model, info: ModelInfo | None, sequences: int, memory: int | None) -> ModelPlan:
+    kv_cache = None
+    weights = weights_bytes(model, info)
+    if memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
+        kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead_bytes(model)
+    return ModelPlan(
+        model=model,
+        info=info,
+        weights_bytes=weights,
+        kv_bytes_per_token=kv_bytes_per_token(model, info) if info else None,
+        overhead_bytes=overhead_bytes(model),
+        tokens=_tokens(model, info, sequences),
+        gpu_memory_bytes=memory,
+        kv_cache_bytes=kv_cache,
+    )
+
+
+def _plan_cpu(models: list[Model], infos: list[ModelInfo | None], sequences: int) -> Plan:
+    settled = [replace(m, gpus=(0,) if m.gpus == "auto" else m.gpus) for m in models]
+    entries = []
+    for model, info in zip(settled, infos, strict=True):
+        entry = _entry(model, info, sequences, None)
+        entries.append(replace(entry, kv_cache_bytes=model.cpu_kvcache_space * GIB))
+    warnings = [w for e in entries if (w := _short_of_kv(e, "cpu_kvcache_space"))]
+    return Plan(settled, entries, [], [], warnings)
+
+
+def _short_of_kv(entry: ModelPlan, setting: str) -> Problem | None:
+    if entry.kv_tokens is None or entry.tokens is None or entry.kv_tokens >= entry.tokens:
+        return None
+    return Problem(
+        entry.model.path_of(setting),
+        f"buys {entry.kv_tokens:,} tokens of KV cache, short of the {entry.tokens:,} that "
+        f"max_model_len needs; vLLM refuses to start when one full-length sequence does not fit",
+    )
+
+
+def _plan_cuda(
+    manifest: Manifest,
+    models: list[Model],
+    infos: list[ModelInfo | None],
+    gpus: list[GpuSpec],
+    sequences: int,
+) -> Plan:
+    memory = [int(gpu.memory_gib * GIB) for gpu in gpus]
+    problems: list[Problem] = []
+    settled: list[Model] = []
+    # First settle the fractions of placed models, then place the 'auto' ones.
+    for model, info in zip(models, infos, strict=True):
+        gpu_memory = None
+        if model.gpus != "auto" and all(i < len(memory) for i in model.gpus):
+            gpu_memory = min(memory[i] for i in model.gpus)
+        if model.gpu_memory_utilization == "auto" and model.gpus != "auto":
+            fraction, problem = _auto_fraction(model, info, sequences, gpu_memory)
+            if problem:
+                problems.append(problem)
+                continue
+            model = replace(model, gpu_memory_utilization=fraction)
+        settled.append(model)
+    if problems:
+        return Plan(settled, [], gpus, problems, [])
+    placed, problems = _place(manifest, settled, infos, memory, sequences)
+    if problems:
+        return Plan(placed, [], gpus, problems, [])
+    entries = []
+    for model, info in zip(placed, infos, strict=True):
+        assert model.gpus != "auto"
+        gpu_memory = min((memory[i] for i in model.gpus if i < len(memory)), default=None)
+        entries.append(_entry(model, info, sequences, gpu_memory))
+    warnings = [w for e in entries if (w := _short_of_kv(e, "gpu_memory_utilization"))]
+    return Plan(placed, entries, gpus, [], warnings)
+
+
+def _auto_fraction(
+    model: Model, info: ModelInfo | None, sequences: int, gpu_memory: int | None
+) -> tuple[float, Problem | None]:
+    path = model.path_of("gpu_memory_utilization")
+    if info is None:
+        return 0.0, Problem(
+            path,
+            f"'auto' needs {model.model}'s config.json: none in a local folder, the Hugging Face "
+            "cache, the catalog (compose/model-info/) or the hub; set a fraction instead",
+        )
+    if gpu_memory is None:
+        return 0.0, None  # the index check reports the missing GPU
+    needed = _entry(model, info, sequences, gpu_memory).fraction_needed
+    if needed is None:
+        return 0.0, Problem(
+            path,
+            f"'auto' cannot size {model.model}: no weight files or index were found; set "
+            "weights_gib or params_b, or a fraction",
+        )
+    fraction = math.ceil(needed * 100) / 100
+    if fraction >= 1:
+        return 0.0, Problem(
+            path,
+            f"{model.service} needs {needed:.2f} of its GPU ({needed * gpu_memory / GIB:.1f} GiB "
+            f"of {gpu_memory / GIB:g} GiB): it does not fit; lower max_model_len, use fp8 KV "
+            "cache or more GPUs",
+        )
+    return fraction, None
+
+
+def _place(
+    manifest: Manifest,
+    models: list[Model],
+    infos: list[ModelInfo | None],
+    memory: list[int],
+    sequences: int,
+) -> tuple[list[Model], list[Problem]]:
+    """Best-fit decreasing: the biggest model first, onto the GPU it leaves least room on."""
+    budget = manifest.planner.gpu_budget
+    used = [0.0] * len(memory)
+    count = [0] * len(memory)
+    for model in models:
+        if model.gpus != "auto" and model.gpu_memory_utilization != "auto":
+            for index in model.gpus:
+                if index < len(memory):
+                    used[index] += float(model.gpu_memory_utilization)
+                    count[index] += 1
+    waiting = [(i, m) for i, m in enumerate(models) if m.gpus == "auto"]
+    needs: dict[int, int] = {}
+    problems = []
+    for position, model in waiting:
+        info = infos[position]
+        need = _needed_bytes(model, info, sequences)
+        if need is None and model.gpu_memory_utilization != "auto" and memory:
+            need = int(float(model.gpu_memory_utilization) * max(memory))
+        if need is None:
+            problems.append(
+                Problem(
+                    model.path_of("gpu"),
+                    f"'auto' placement needs {model.model}'s size: no config.json was found; "
+                    "set a gpu index",
+                )
+            )
+        else:
+            needs[position] = need
+    placed = list(models)
+    for position, model in sorted(waiting, key=lambda item: -needs.get(item[0], 0)):
+        if position not in needs:
+            continue
+        best: tuple[float, int, float] | None = None
+        for index, total in enumerate(memory):
+            fraction = model.gpu_memory_utilization
+            if fraction == "auto":
+                fraction = math.ceil(needs[position] / total * 100) / 100
+            room = min(budget, safe_fraction_total(count[index] + 1, total / GIB)) - used[index]
+            if fraction <= room + 1e-9 and (best is None or room - fraction < best[0]):
+                best = (room - fraction, index, fraction)
+        if best is None:
+            free = (
+                max(
+                    (min(budget, safe_fraction_total(count[i] + 1, t / GIB)) - used[i]) * t
+                    for i, t in enumerate(memory)
+                )
+                if memory
+                else 0
+            )
+            problems.append(
+                Problem(
+                    model.path_of("gpu"),
+                    f"{model.service} fits on no GPU: it needs {needs[position] / GIB:.1f} GiB, "
+                    f"the most left on one is {max(free, 0) / GIB:.1f} GiB (short by "
+                    f"{(needs[position] - max(free, 0)) / GIB:.1f} GiB)",
+                )
+            )
+            continue
+        _, index, fraction = best
+        used[index] += fraction
+        count[index] += 1
+        placed[position] = replace(model, gpus=(index,), gpu_memory_utilization=fraction)
+    return placed, problems
+
+
+def _needed_bytes(model: Model, info: ModelInfo | None, sequences: int) -> int | None:
+    if info is None:
+        return None
+    return _entry(replace(model, gpus=(0,)), info, sequences, None).needed_bytes

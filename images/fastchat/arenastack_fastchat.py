@@ -1,0 +1,89 @@
+"""Start FastChat's web UI so that every registered model gets only the system prompt it asks for.
+
+FastChat 0.2.36 picks a conversation template by matching the model's display name against its
+model adapters. Names it does not know fall through to `one_shot`, whose system prompt ("A chat
+between a curious human and an artificial intelligence assistant. ...") is then sent to the API
+with every conversation; names that merely contain "qwen", "vicuna", "stablelm", ... get that
+family's prompt. This launcher puts one adapter in front of all others that claims the models of
+api_endpoints.json and gives them an empty system prompt, or the `system_prompt` their entry
+carries (a key FastChat itself ignores), then runs FastChat's own entry point unchanged:
+
+    python -m arenastack_fastchat gradio_web_server_multi --register-api-endpoint-file F [flags]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+
+from fastchat.conversation import (
+    Conversation,
+    SeparatorStyle,
+    get_conv_template,
+    register_conv_template,
+)
+from fastchat.model import model_adapter
+
+UIS = ("gradio_web_server_multi", "gradio_web_server")
+TEMPLATE = "arenastack-plain"
+
+
+class RegisteredModelAdapter(model_adapter.BaseModelAdapter):
+    """Claims the display names of api_endpoints.json (FastChat also tries their basenames)."""
+
+    def __init__(self, system_prompts: dict[str, str]) -> None:
+        self.system_prompts = system_prompts
+        self.names = set(system_prompts) | {
+            os.path.basename(os.path.normpath(n)) for n in system_prompts
+        }
+
+    def match(self, model_path: str) -> bool:
+        return model_path in self.names
+
+    def get_default_conv_template(self, model_path: str) -> Conversation:
+        conversation = get_conv_template(TEMPLATE)
+        conversation.set_system_message(self.system_prompts.get(model_path, ""))
+        return conversation
+
+
+def endpoint_file(flags: list[str]) -> str:
+    for position, flag in enumerate(flags):
+        if flag == "--register-api-endpoint-file" and position + 1 < len(flags):
+            return flags[position + 1]
+        if flag.startswith("--register-api-endpoint-file="):
+            return flag.split("=", 1)[1]
+    raise SystemExit("arenastack_fastchat: --register-api-endpoint-file is required")
+
+
+def install(system_prompts: dict[str, str]) -> None:
+    # Roles and separators matter only for local prompts; API models get a list of messages.
+    register_conv_template(
+        Conversation(
+            name=TEMPLATE,
+            system_message="",
+            roles=("user", "assistant"),
+            sep_style=SeparatorStyle.ADD_COLON_SINGLE,
+            sep="\n",
+        )
+    )
+    model_adapter.model_adapters.insert(0, RegisteredModelAdapter(system_prompts))
+    model_adapter.get_model_adapter.cache_clear()
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in UIS:
+        raise SystemExit(
+            f"usage: python -m arenastack_fastchat {{{','.join(UIS)}}} [FastChat flags]"
+        )
+    ui, flags = argv[0], argv[1:]
+    with open(endpoint_file(flags), encoding="utf-8") as stream:
+        endpoints = json.load(stream)
+    install({name: entry.get("system_prompt") or "" for name, entry in endpoints.items()})
+    sys.argv = [ui, *flags]
+    runpy.run_module(f"fastchat.serve.{ui}", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
