@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arenastack import report
 from arenastack.output import write_atomically
-from arenastack.paths import MANIFEST_SCHEMA, REPO
+from arenastack.paths import MANIFEST_SCHEMA
 from arenastack.pipeline import compose_text, prepare
 from arenastack.problems import ManifestError, Problem
 from arenastack.schema import schema_text
@@ -95,7 +95,7 @@ def _plan_parser() -> argparse.ArgumentParser:
 def _schema_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="render.py schema",
-        description=f"Write the manifest's JSON Schema to {MANIFEST_SCHEMA.relative_to(REPO)}.",
+        description="Write the manifest's JSON Schema to compose/manifest.schema.json.",
     )
     parser.add_argument(
         "--check", action="store_true", help="fail if the file is not current; write nothing"
@@ -139,5 +139,5 @@ def _schema(args: argparse.Namespace) -> int:
             return 1
         return 0
     write_atomically(MANIFEST_SCHEMA, current)
-    print(f"wrote {MANIFEST_SCHEMA.relative_to(REPO)}")
+    print(f"wrote {MANIFEST_SCHEMA}")
     return 0

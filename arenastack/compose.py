@@ -103,7 +103,7 @@ def _model(stack: Stack, model: Model, after: list[str], image: dict[str, Any]) 
     return {
         **image,
         "command": vllm_command(model, stack.dialect, cuda),
-        "environment": _model_environment(model, cuda),
+        "environment": _model_environment(model, stack.dialect, cuda),
         "volumes": _hf_cache_mount(stack) + _local_model_mount(stack, model),
         "shm_size": model.shm_size,
         "ports": _ports(stack.manifest.bind_address, model.port, VLLM_PORT),
@@ -144,7 +144,7 @@ def _fraction(value: float | str) -> str:
     return f"{value:g}"
 
 
-def _model_environment(model: Model, cuda: bool) -> dict[str, str | None]:
+def _model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, str | None]:
     environment: dict[str, str | None] = {
         "HF_HOME": HF_HOME,
         # Passed by name: the value stays in the shell or .env, never in this file.
@@ -152,8 +152,13 @@ def _model_environment(model: Model, cuda: bool) -> dict[str, str | None]:
         # fetch-models has downloaded everything; a server must not fetch on its own.
         "HF_HUB_OFFLINE": "1",
     }
-    if not cuda:
+    if cuda:
+        environment |= dialect.environment()
+    else:
+        # Without it vLLM sizes its KV cache from the host's memory, not the container's.
         environment["VLLM_CPU_KVCACHE_SPACE"] = str(model.cpu_kvcache_space)
+        # The default `auto` pins every server's threads to the same first core.
+        environment["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     return environment | model.env
 
 
@@ -256,9 +261,7 @@ def _ports(bind_address: str, published: int | None, target: int) -> list[dict[s
 def _hf_cache_mount(stack: Stack) -> list[dict[str, Any]]:
     cache = stack.manifest.hf_cache
     if cache.host_path is not None:
-        source = _relative(
-            stack, (stack.manifest_dir / Path(cache.host_path).expanduser()).resolve()
-        )
+        source = _host_path(stack, cache.host_path)
         return [{"type": "bind", "source": source, "target": HF_HOME}]
     return [{"type": "volume", "source": cache.volume or "hf-cache", "target": HF_HOME}]
 
@@ -269,7 +272,7 @@ def _local_model_mount(stack: Stack, model: Model) -> list[dict[str, Any]]:
     return [
         {
             "type": "bind",
-            "source": _relative(stack, model.local_path),
+            "source": _host_path(stack, model.model),
             "target": f"/models/{model.service}",
             "read_only": True,
         }
@@ -281,6 +284,15 @@ def _volumes(manifest: Manifest) -> dict[str, Any]:
     if manifest.hf_cache.host_path is None:
         volumes[manifest.hf_cache.volume or "hf-cache"] = {}
     return volumes
+
+
+def _host_path(stack: Stack, written: str) -> str:
+    """An absolute (or ~) path stays as written; a relative one, written relative to the
+    manifest, is re-expressed relative to the compose file."""
+    path = Path(written).expanduser()
+    if path.is_absolute():
+        return str(path)
+    return _relative(stack, (stack.manifest_dir / path).resolve())
 
 
 def _relative(stack: Stack, path: Path) -> str:

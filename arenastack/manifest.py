@@ -39,8 +39,9 @@ HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
 
 # The newest vLLM release that builds with the CUDA 12.3 toolkit of the NGC PyTorch 24.01 image
-# and serves the seed's five models; the README's compatibility matrix says why.
-DEFAULT_VLLM_REF = "v0.6.3.post1"
+# and serves the seed's five models: v0.8.3 dropped the DeciLM-7B implementation (vLLM #15008).
+# The README's compatibility matrix says more.
+DEFAULT_VLLM_REF = "v0.8.2"
 DEFAULT_CUDA_BASE_IMAGE = "nvcr.io/nvidia/pytorch:24.01-py3"
 DEFAULT_SLIM_BASE_IMAGE = "python:3.11-slim-bookworm"
 
@@ -144,7 +145,9 @@ class ModelSettings(Strict):
         None, description="--max-model-len: longest prompt + completion, in tokens."
     )
     enforce_eager: bool | None = Field(
-        None, description="--enforce-eager: no CUDA graphs (less memory, slower decoding)."
+        None,
+        description="--enforce-eager: no CUDA graphs (less memory, slower decoding). Default "
+        "false on CUDA, true on CPU.",
     )
     trust_remote_code: bool | None = Field(
         None, description="--trust-remote-code: run the model repository's own Python code."
@@ -429,6 +432,7 @@ class Manifest(Strict):
     )
     models: dict[Annotated[str, Field(pattern=SERVICE_NAME_PATTERN)], ModelEntry] = Field(
         min_length=1,
+        json_schema_extra={"propertyNames": {"pattern": SERVICE_NAME_PATTERN}},
         description="The models, keyed by compose service name (lowercase letters, digits, - "
         "and _).",
     )
@@ -514,8 +518,12 @@ def resolve_models(manifest: Manifest, manifest_dir: Path) -> list[Model]:
         settings["extra_args"] = [*defaults.get("extra_args", []), *own.get("extra_args", [])]
         if not settings["enabled"]:
             continue
-        if manifest.device == "cpu" and "dtype" not in defaults and "dtype" not in own:
-            settings["dtype"] = "bfloat16"  # fp16 is unstable on vLLM's CPU backend
+        if manifest.device == "cpu":
+            if "dtype" not in defaults and "dtype" not in own:
+                settings["dtype"] = "bfloat16"  # fp16 is unstable on vLLM's CPU backend
+            if "enforce_eager" not in defaults and "enforce_eager" not in own:
+                # Compiled mode needs a C++ compiler in the image (torch inductor); ours has none.
+                settings["enforce_eager"] = True
         local_path = _local_path(entry.model, manifest_dir)
         gpu = settings["gpu"]
         resolved.append(
@@ -566,7 +574,11 @@ def load_manifest(path: Path) -> Manifest:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ManifestError([Problem("", f"{path} is not valid YAML: {error}")]) from None
+        where = ""
+        if mark := getattr(error, "problem_mark", None):
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(error, "problem", None) or "cannot be parsed"
+        raise ManifestError([Problem("", f"{path} is not valid YAML{where}: {problem}")]) from None
     return parse_manifest(data)
 
 

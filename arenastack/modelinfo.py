@@ -51,6 +51,9 @@ class ModelInfo:
     torch_dtype: str
     max_position_embeddings: int | None
     parameters: int | None  # None when no weight files or index were found
+    hidden_size: int
+    intermediate_size: int
+    vocab_size: int
 
     @property
     def kv_heads_total(self) -> int:
@@ -77,6 +80,9 @@ def from_config(config: dict[str, Any], parameters: int | None, source: str) -> 
         torch_dtype=str(text.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"),
         max_position_embeddings=_derived_max_model_len(text),
         parameters=parameters,
+        hidden_size=int(text["hidden_size"]),
+        intermediate_size=int(text.get("intermediate_size") or 4 * int(text["hidden_size"])),
+        vocab_size=int(text.get("vocab_size") or 32000),
     )
 
 

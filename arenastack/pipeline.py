@@ -15,7 +15,7 @@ from arenastack.manifest import GpuSpec, Manifest, load_manifest, resolve_models
 from arenastack.paths import IMAGES
 from arenastack.problems import ManifestError, Problem
 
-CPU_REQUIREMENTS = IMAGES / "vllm-cpu" / "requirements.txt"
+CPU_REQUIREMENTS = IMAGES / "vllm-cpu" / "requirements-nodeps.txt"
 
 
 @dataclass(frozen=True)

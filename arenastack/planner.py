@@ -9,8 +9,10 @@ The model, per vLLM instance on a GPU of total memory T (all in bytes):
 - kv_per_token = 2 (K and V) × Σ_layers kv_heads × head_dim × bytes of the KV-cache dtype
   (fp8 is 1 byte; `auto` follows the model dtype);
 - tokens = max_model_len (or the model's max_position_embeddings) × full_length_sequences;
-- activations: vLLM's profiling run peak plus non-torch allocations, ACTIVATIONS_GIB;
-- cuda_graphs: CUDA_GRAPHS_GIB unless enforce_eager.
+- activations: the peak of vLLM's profiling run, `activation_bytes` below, plus NON_TORCH_GIB of
+  allocations outside torch (cuBLAS workspaces, kernels loaded at the first forward pass);
+- cuda_graphs: CUDA_GRAPHS_GIB unless enforce_eager (outside the fraction in vLLM 0.8, inside
+  from 0.21; counted either way so the GPU has room for it).
 
 The CUDA context of each instance (CUDA_CONTEXT_GIB) lives outside its fraction: current vLLM
 snapshots free memory after creating it. It is why fractions on a GPU must leave headroom.
@@ -33,8 +35,16 @@ from arenastack.modelinfo import DTYPE_BYTES, ModelInfo
 from arenastack.problems import Problem
 
 GIB = 2**30
-ACTIVATIONS_GIB = 1.0
+NON_TORCH_GIB = 1.0
 CUDA_GRAPHS_GIB = 0.5
+# When a model's shape is unknown (manifest hints only).
+FALLBACK_ACTIVATIONS_GIB = 1.5
+# vLLM profiles one batch of max_model_len tokens (at least 2048); above 32K it chunks prefills.
+PROFILE_TOKENS = (2048, 32768)
+# The sampler holds float32 logits for up to max_num_seqs (256) sequences in about four copies
+# (logits, probabilities, log-probabilities, the sorted copy for top-p/top-k).
+SAMPLER_SEQUENCES = 256
+SAMPLER_COPIES = 4
 KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 
 
@@ -114,9 +124,24 @@ def weights_bytes(model: Model, info: ModelInfo | None) -> int | None:
     return None
 
 
-def overhead_bytes(model: Model) -> int:
+def activation_bytes(model: Model, info: ModelInfo | None) -> int:
+    """Peak of vLLM's profiling run: the activations of one full batch through a decoder layer
+    (residual stream, attention projections, the MLP's two wide halves) and the sampler's logits.
+    For Llama 3 8B at 8192 tokens this gives 1.18 GiB; vLLM logged 1.26 GiB (vLLM PR #10511)."""
+    if info is None:
+        return int(FALLBACK_ACTIVATIONS_GIB * GIB)
+    low, high = PROFILE_TOKENS
+    tokens = min(max(model.max_model_len or info.max_position_embeddings or low, low), high)
+    per_token = (4 * info.hidden_size + 2 * info.intermediate_size) * served_dtype_bytes(
+        model, info
+    )
+    logits = SAMPLER_SEQUENCES * info.vocab_size * 4 * SAMPLER_COPIES
+    return tokens * per_token // model.tensor_parallel_size + logits
+
+
+def overhead_bytes(model: Model, info: ModelInfo | None) -> int:
     graphs = 0.0 if model.enforce_eager else CUDA_GRAPHS_GIB
-    return int((ACTIVATIONS_GIB + graphs) * GIB)
+    return activation_bytes(model, info) + int((NON_TORCH_GIB + graphs) * GIB)
 
 
 def plan(
@@ -156,13 +181,15 @@ def _entry(model: Model, info: ModelInfo | None, sequences: int, memory: int | N
     kv_cache = None
     weights = weights_bytes(model, info)
     if memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
-        kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead_bytes(model)
+        kv_cache = (
+            int(model.gpu_memory_utilization * memory) - weights - overhead_bytes(model, info)
+        )
     return ModelPlan(
         model=model,
         info=info,
         weights_bytes=weights,
         kv_bytes_per_token=kv_bytes_per_token(model, info) if info else None,
-        overhead_bytes=overhead_bytes(model),
+        overhead_bytes=overhead_bytes(model, info),
         tokens=_tokens(model, info, sequences),
         gpu_memory_bytes=memory,
         kv_cache_bytes=kv_cache,

@@ -65,7 +65,7 @@ def print_table(plan: Plan, device: str, console: Console | None = None) -> None
         entries = plan.on_gpu(index)
         name = f" {gpu.name}" if gpu.name else ""
         capability = gpu.compute_capability
-        title = f"GPU {index}{name}: {gpu.memory_gib:g} GiB, compute capability {capability}"
+        title = f"GPU {index}{name}: {gpu.memory_gib:.1f} GiB, compute capability {capability}"
         if not entries:
             console.print(f"{title}: no models")
             continue

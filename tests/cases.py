@@ -1,0 +1,48 @@
+"""Golden render cases: manifest, command-line arguments, expected compose file.
+
+Regenerate the expected files after an intended change with
+
+    python -m tests.regenerate_goldens
+
+and review the diff: it is the change users will see in their compose files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from arenastack.pipeline import compose_text, prepare
+from tests.conftest import FIXTURES, REPO
+
+GOLDEN = FIXTURES / "golden"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    manifest: Path
+    gpus: str | None
+
+    @property
+    def expected(self) -> Path:
+        return GOLDEN / f"{self.name}.yaml"
+
+
+CASES = [
+    Case("seed", REPO / "compose/models.yaml", "1x80@8.0"),
+    Case("two-gpus", REPO / "compose/experiments/two-gpus.yaml", "2x80@8.0"),
+    Case("tensor-parallel", REPO / "compose/experiments/tensor-parallel.yaml", "3x80@9.0"),
+    Case("planned", REPO / "compose/experiments/planned.yaml", "2x48@8.6"),
+    Case("cpu", REPO / "compose/cpu.yaml", None),
+    Case("current-vllm", FIXTURES / "manifests/current-vllm.yaml", "2x80@9.0"),
+    Case("hostile", FIXTURES / "manifests/hostile.yaml", "1x80@9.0"),
+    Case("single-ui-host-cache", FIXTURES / "manifests/single-ui-host-cache.yaml", "1x24@8.9"),
+]
+
+# The compose file is rendered as if written to the repository root, as `python render.py` does.
+OUTPUT = REPO / "docker-compose.yml"
+
+
+def render(case: Case) -> str:
+    return compose_text(prepare(case.manifest, case.gpus), OUTPUT)
