@@ -102,6 +102,8 @@ def _model(stack: Stack, model: Model, after: list[str], image: dict[str, Any]) 
     depends_on |= {service: {"condition": "service_healthy"} for service in after}
     return {
         **image,
+        # fetch-models builds the image they all share: one build serves every model.
+        "build": None,
         "command": vllm_command(model, stack.dialect, cuda),
         "environment": _model_environment(model, stack.dialect, cuda),
         "volumes": _hf_cache_mount(stack) + _local_model_mount(stack, model),
@@ -232,12 +234,15 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
     depends_on |= {m.service: {"condition": "service_healthy"} for m in stack.models}
     bind_address = webui.bind_address or manifest.bind_address
     return {
-        **{key: value for key, value in image.items() if key != "build"},
+        **image,
+        # The controller builds the image both use.
+        "build": None,
         "command": command,
         "environment": {"LOGDIR": LOGDIR},
         "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
         "ports": _ports(bind_address, webui.port, WEBUI_PORT),
-        "healthcheck": _probe(f"http://127.0.0.1:{WEBUI_PORT}/"),
+        # The cheapest route gradio 4 serves, and only once the app is up.
+        "healthcheck": _probe(f"http://127.0.0.1:{WEBUI_PORT}/robots.txt"),
         "depends_on": depends_on,
     }
 
@@ -332,11 +337,14 @@ def _fastchat_image(stack: Stack) -> dict[str, Any]:
 
 
 def _built_image(stack: Stack, tag: str, context: Path, args: dict[str, str]) -> dict[str, Any]:
-    # Images are built here, never pulled: there may be no registry to pull from.
+    """Images are built here, never pulled: there may be no registry, and a public image of the
+    same name must not win. `never` builds a missing image once and leaves an existing one alone
+    (`docker compose build` rebuilds). Only one service per image carries `build:`; Compose would
+    build the same image once per service that does."""
     return {
         "image": tag,
         "build": {"context": _relative(stack, context), "args": args},
-        "pull_policy": "build",
+        "pull_policy": "never",
     }
 
 

@@ -80,9 +80,14 @@ def test_seed_services_flags_and_start_chain() -> None:
     assert gpu == [{"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]
     webui = services["webui"]
     assert set(webui["depends_on"]) == {"controller", *models}
-    build = services["llama3"]["build"]
+    build = services["fetch-models"]["build"]
     assert build["args"]["TORCH_CUDA_ARCH_LIST"] == "8.0"
     assert len({services[m]["image"] for m in models}) == 1, "one image serves every model"
+    # Compose builds an image once per service that carries `build:`; pulls must never happen.
+    assert [name for name, service in services.items() if "build" in service] == [
+        "fetch-models", "controller"
+    ]  # fmt: skip
+    assert {service["pull_policy"] for service in services.values()} == {"never"}
 
 
 def test_current_vllm_dialect_drops_removed_flags() -> None:
@@ -219,7 +224,7 @@ def test_output_paths_are_relative_to_the_compose_file(tmp_path: Path) -> None:
 
     prepared = prepare(case("seed").manifest, "1x80@8.0")
     elsewhere = yaml.safe_load(compose_text(prepared, tmp_path / "out" / "docker-compose.yml"))
-    context = Path(elsewhere["services"]["llama3"]["build"]["context"])
+    context = Path(elsewhere["services"]["fetch-models"]["build"]["context"])
     assert (tmp_path / "out" / context).resolve() == REPO / "images" / "vllm"
     at_root = yaml.safe_load(compose_text(prepared, OUTPUT))
-    assert at_root["services"]["llama3"]["build"]["context"] == "./images/vllm"
+    assert at_root["services"]["fetch-models"]["build"]["context"] == "./images/vllm"

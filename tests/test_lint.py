@@ -22,3 +22,27 @@ def test_every_image_has_a_dockerfile() -> None:
 def test_hadolint_clean(dockerfile: Path) -> None:
     result = subprocess.run([str(HADOLINT), str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PYTHON_SOURCES = [
+    "arenastack",
+    "render.py",
+    "tools",
+    "tests",
+    "images/fastchat/arenastack_fastchat.py",
+]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy", *PYTHON_SOURCES],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_python_is_lint_clean(command: list[str]) -> None:
+    tool = Path(sys.executable).parent / command[0]
+    result = subprocess.run([str(tool), *command[1:]], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

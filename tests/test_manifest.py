@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack.manifest import Manifest, parse_manifest, resolve_models
+from arenastack.manifest import Manifest, Model, parse_manifest, resolve_models
 from arenastack.problems import ManifestError
 from tests.conftest import REPO
 
@@ -36,7 +36,7 @@ def test_seed_manifest_reproduces_the_write_up() -> None:
     assert models["phi3"].display_name == "Phi 3 18K"
 
 
-def resolve(data: dict[str, object]) -> dict[str, object]:
+def resolve(data: dict[str, object]) -> dict[str, Model]:
     manifest = Manifest.model_validate(data)
     return {m.service: m for m in resolve_models(manifest, Path("/manifests"))}
 

@@ -109,7 +109,9 @@ def test_auto_fractions_are_the_smallest_that_hold_the_kv_cache() -> None:
         assert entry.fraction_needed <= fraction < entry.fraction_needed + 0.01
         assert entry.kv_tokens is not None and entry.tokens is not None
         assert entry.kv_tokens >= entry.tokens  # two full-length sequences, as the manifest asks
-        assert entry.tokens == 2 * (entry.model.max_model_len or entry.info.max_position_embeddings)  # type: ignore[union-attr]
+        assert entry.info is not None
+        length = entry.model.max_model_len or entry.info.max_position_embeddings
+        assert length is not None and entry.tokens == 2 * length
 
 
 def test_auto_placement_spreads_over_two_gpus_best_fit_decreasing() -> None:

@@ -30,7 +30,7 @@ UIS = ("gradio_web_server_multi", "gradio_web_server")
 TEMPLATE = "arenastack-plain"
 
 
-class RegisteredModelAdapter(model_adapter.BaseModelAdapter):
+class RegisteredModelAdapter(model_adapter.BaseModelAdapter):  # type: ignore[misc]
     """Claims the display names of api_endpoints.json (FastChat also tries their basenames)."""
 
     def __init__(self, system_prompts: dict[str, str]) -> None:

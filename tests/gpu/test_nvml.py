@@ -44,7 +44,7 @@ def test_nvml_inventory_agrees_with_nvidia_smi() -> None:
 
 def test_auto_inventory_compiles_for_this_host_only(tmp_path: Path) -> None:
     text = compose_text(prepare(REPO / "compose/models.yaml"), tmp_path / "docker-compose.yml")
-    args = yaml.safe_load(text)["services"]["llama3"]["build"]["args"]
+    args = yaml.safe_load(text)["services"]["fetch-models"]["build"]["args"]
     capabilities = sorted({capability for _, _, capability in nvidia_smi()}, key=float)
     assert args["TORCH_CUDA_ARCH_LIST"] == " ".join(capabilities)
     assert args["TORCH_CUDA_ARCH_LIST"] == cuda_arch_list(detect_gpus())
