@@ -1,0 +1,284 @@
+"""The running stack, checked the way a user would use it. Tests run in file order: read-only
+checks first, then the browser, then fault and swap, and teardown last."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from arenastack.pipeline import prepare
+from tests.live.conftest import (
+    ARTIFACTS,
+    MANIFEST,
+    PROJECT,
+    SWAP_MANIFEST,
+    Stack,
+    compose_ok,
+    docker,
+    render,
+)
+
+pytestmark = pytest.mark.live
+
+PORTS = {"tiny-a": 18001, "tiny-b": 18002, "tiny-q": 18003}
+DISPLAY = {"tiny-a": "Tiny A", "tiny-b": "Tiny B", "tiny-q": "Tiny Qwen"}
+UI = "http://127.0.0.1:17860"
+
+
+def client(service: str) -> OpenAI:
+    return OpenAI(base_url=f"http://127.0.0.1:{PORTS[service]}/v1", api_key="none", timeout=120)
+
+
+def chat(service: str, prompt: str = "Hello! How are you today?") -> str:
+    reply = client(service).chat.completions.create(
+        model=service, messages=[{"role": "user", "content": prompt}], max_tokens=16
+    )
+    return reply.choices[0].message.content or ""
+
+
+@pytest.mark.parametrize("service", list(PORTS))
+def test_model_lists_its_name_and_answers(stack: Stack, service: str) -> None:
+    assert [m.id for m in client(service).models.list()] == [service]
+    assert chat(service).strip()
+
+
+def test_web_ui_answered_as_soon_as_up_returned(stack: Stack) -> None:
+    assert stack.report.figures["webui_status_right_after_up"] == 200
+
+
+@pytest.mark.parametrize("service", list(PORTS))
+def test_logs_hold_one_model_only(stack: Stack, service: str) -> None:
+    logs = compose_ok("logs", "--no-color", service, timeout=60)
+    assert f"/models/{service}" in logs, "its own start-up lines"
+    assert "KV cache size" in logs and "Application startup complete" in logs
+    for other in PORTS.keys() - {service}:
+        assert f"/models/{other}" not in logs
+        assert f"{other}-1 " not in logs
+
+
+def test_co_located_models_start_one_after_another(stack: Stack) -> None:
+    events = stack.events
+    (a_healthy, *_) = events.times("tiny-a", "health_status: healthy")
+    (b_start, *_) = events.times("tiny-b", "start")
+    (q_start, *_) = events.times("tiny-q", "start")
+    (a_start, *_) = events.times("tiny-a", "start")
+    assert b_start >= a_healthy, "tiny-b shares slot 0 with tiny-a and waits for it"
+    assert q_start < a_healthy, "tiny-q has slot 1 to itself and does not wait"
+    stack.report.figures["tiny_b_start_after_tiny_a_healthy_s"] = round(b_start - a_healthy, 2)
+    stack.report.figures["tiny_q_start_minus_tiny_a_start_s"] = round(q_start - a_start, 2)
+
+
+@pytest.mark.parametrize("service", list(PORTS))
+def test_kv_cache_size_agrees_with_the_planner(stack: Stack, service: str) -> None:
+    """vLLM states its KV cache in tokens; the planner's bytes per token times that count must
+    give back the KV space the manifest set (1 GiB), within 10 %."""
+    logs = compose_ok("logs", "--no-color", service, timeout=60)
+    match = re.search(r"KV cache size: ([0-9,]+) tokens", logs)
+    assert match, "vLLM logs its KV cache size"
+    tokens = int(match.group(1).replace(",", ""))
+    entry = next(e for e in prepare(MANIFEST).plan.entries if e.model.service == service)
+    assert entry.kv_bytes_per_token and entry.kv_cache_bytes
+    ratio = tokens * entry.kv_bytes_per_token / entry.kv_cache_bytes
+    stack.report.figures[f"{service}_kv_tokens_vllm"] = tokens
+    stack.report.figures[f"{service}_kv_tokens_planner"] = entry.kv_tokens
+    assert 0.9 <= ratio <= 1.1, f"vLLM {tokens} tokens vs planner {entry.kv_tokens}"
+
+
+# --- the browser ---------------------------------------------------------------------------
+
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+def open_ui(browser, name: str):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(180_000)
+    page.goto(UI)
+    page.get_by_role("tab", name="Arena (battle)").wait_for()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return page
+
+
+def send(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
+    box = page.get_by_placeholder("👉 Enter your prompt and press ENTER").locator("visible=true")
+    box.fill(prompt)
+    box.press("Enter")
+
+
+def bot_replies(page) -> list[str]:  # type: ignore[no-untyped-def]
+    bots = page.locator("#chatbot").locator("visible=true")
+    return [
+        bots.nth(i).locator(".message.bot, [data-testid='bot']").last.inner_text()
+        for i in range(bots.count())
+    ]
+
+
+def wait_for_votes(page) -> None:  # type: ignore[no-untyped-def]
+    # FastChat shows the vote buttons once both replies are complete.
+    page.get_by_role("button", name="👈  A is better").locator("visible=true").wait_for()
+
+
+def test_side_by_side_gets_replies_from_two_chosen_models(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    page = open_ui(browser, "side-by-side")
+    page.get_by_role("tab", name="Arena (side-by-side)").click()
+    chosen = ["Tiny Qwen", "Tiny B"]
+    for dropdown, name in zip(
+        page.get_by_role("listbox").locator("visible=true").all(), chosen, strict=False
+    ):
+        dropdown.click()
+        page.get_by_role("option", name=name, exact=True).click()
+    send(page, "Write a short poem about the sea")
+    wait_for_votes(page)
+    replies = bot_replies(page)
+    page.screenshot(path=SCREENSHOTS / "side-by-side.png", full_page=True)
+    assert len(replies) == 2 and all(reply.strip() for reply in replies), replies
+    chats = [r for r in conversation_log() if r.get("type") == "chat"]
+    assert {r["model"] for r in chats[-2:]} == set(chosen)
+
+
+def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    page = open_ui(browser, "battle")
+    send(page, "What is the capital of France?")
+    wait_for_votes(page)
+    replies = bot_replies(page)
+    assert len(replies) == 2 and all(reply.strip() for reply in replies), replies
+    page.screenshot(path=SCREENSHOTS / "battle-replies.png", full_page=True)
+    page.get_by_role("button", name="👈  A is better").locator("visible=true").click()
+    revealed = page.locator("#model_selector_md").locator("visible=true")
+    revealed.first.get_by_text("Model A:").wait_for()
+    names = "\n".join(revealed.all_inner_texts())
+    page.screenshot(path=SCREENSHOTS / "battle-vote.png", full_page=True)
+    shown = re.findall(r"Model [AB]: (.+)", names)
+    assert len(shown) == 2 and set(shown) <= set(DISPLAY.values()), names
+    votes = [r for r in conversation_log() if r.get("type") == "leftvote"]
+    assert votes, "the vote is recorded in the conversation log on the volume"
+    assert {state["model_name"] for state in votes[-1]["states"]} == set(shown)
+
+
+def conversation_log() -> list[dict[str, Any]]:
+    text = compose_ok("exec", "-T", "webui", "sh", "-c", "cat /logs/*-conv.json", timeout=60)
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_registered_models_get_no_system_prompt(stack: Stack) -> None:
+    """FastChat's generic `one_shot` prompt ("A chat between a curious human ...") must not be
+    sent: the launcher gives every registered model an empty one unless the manifest sets it."""
+    chats = [record for record in conversation_log() if record.get("type") == "chat"]
+    assert chats, "the browser tests chatted"
+    for record in chats:
+        state = record["state"]
+        assert isinstance(state, dict)
+        assert state["template_name"] == "arenastack-plain"
+        assert state["system_message"] == ""
+
+
+# --- fault and swap ------------------------------------------------------------------------
+
+KILL_ENGINE = (
+    "import os, signal\n"
+    "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+    "    try:\n"
+    "        cmdline = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+    "    except OSError:\n"
+    "        continue\n"
+    "    if b'EngineCore' in cmdline:\n"
+    "        os.kill(int(pid), signal.SIGKILL)\n"
+    "        print('killed', pid)\n"
+)
+
+
+def test_crashed_engine_comes_back_while_the_others_keep_answering(stack: Stack) -> None:
+    before = stack.inspect("tiny-b")
+    killed = compose_ok("exec", "-T", "tiny-b", "python3", "-c", KILL_ENGINE, timeout=60)
+    assert "killed" in killed
+    crashed_at = time.monotonic()
+
+    failures: list[str] = []
+    answered = {"tiny-a": 0, "tiny-q": 0}
+    done = threading.Event()
+
+    def keep_asking() -> None:
+        while not done.is_set():
+            for service in answered:
+                try:
+                    assert chat(service, "Hello!").strip()
+                    answered[service] += 1
+                except Exception as error:  # any failure of a healthy model counts
+                    failures.append(f"{service}: {error}")
+            time.sleep(1)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        deadline = crashed_at + 600
+        while time.monotonic() < deadline:
+            state = stack.inspect("tiny-b")["State"]
+            restarted = stack.inspect("tiny-b")["RestartCount"] > before["RestartCount"]
+            if restarted and state.get("Health", {}).get("Status") == "healthy":
+                break
+            time.sleep(2)
+        else:
+            pytest.fail("tiny-b did not come back healthy within 10 minutes")
+        recovered_s = time.monotonic() - crashed_at
+    finally:
+        done.set()
+        asker.join()
+    assert chat("tiny-b").strip()
+    assert not failures, failures
+    assert all(count > 0 for count in answered.values()), answered
+    stack.report.figures["tiny_b_crash_to_healthy_s"] = round(recovered_s, 1)
+    stack.report.figures["answers_from_others_during_recovery"] = answered
+
+
+def test_swap_recreates_only_the_changed_model_and_builds_nothing(stack: Stack) -> None:
+    services = ["fetch-models", "tiny-a", "tiny-b", "tiny-q", "controller", "webui"]
+    ids = {service: stack.container_id(service) for service in services}
+    images = docker("images", "-q", "--no-trunc").split()
+    render(SWAP_MANIFEST)
+    try:
+        started = time.monotonic()
+        output = compose_ok("up", "-d", "--wait", "--wait-timeout", "600")
+        stack.report.figures["swap_up_s"] = round(time.monotonic() - started, 1)
+        changed = {s for s in services if stack.container_id(s) != ids[s]}
+        assert changed == {"tiny-q"}, output
+        assert "Building" not in output and "Built" not in output
+        assert docker("images", "-q", "--no-trunc").split() == images
+        command = stack.inspect("tiny-q")["Config"]["Cmd"]
+        assert command[command.index("--max-num-seqs") + 1] == "8"
+        assert chat("tiny-q").strip()
+    finally:
+        render(MANIFEST)
+
+
+def test_teardown_leaves_nothing_of_the_project(stack: Stack) -> None:
+    compose_ok("down", "-v", "--remove-orphans", timeout=300)
+    label = f"label=com.docker.compose.project={PROJECT}"
+    assert docker("ps", "-aq", "--filter", label).split() == []
+    assert docker("network", "ls", "-q", "--filter", label).split() == []
+    assert docker("volume", "ls", "-q", "--filter", label).split() == []
+    assert not any(PROJECT in line for line in docker("volume", "ls", "-q").splitlines())
+
+
+def test_screenshots_were_kept(stack: Stack) -> None:
+    assert {p.name for p in Path(SCREENSHOTS).glob("*.png")} >= {
+        "side-by-side.png", "battle-replies.png", "battle-vote.png"
+    }  # fmt: skip
