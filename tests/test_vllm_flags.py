@@ -42,16 +42,17 @@ def sdist_sources(version: str) -> dict[str, str]:
     urls = [f["url"] for f in files if f["filename"] == f"vllm-{version}.tar.gz"]
     assert urls, f"PyPI has no sdist of vLLM {version}"
     with urllib.request.urlopen(urls[0], timeout=300) as response:
-        archive = tarfile.open(fileobj=io.BytesIO(response.read()), mode="r:gz")
+        payload = io.BytesIO(response.read())
     sources = {}
-    for member in archive.getmembers():
-        name = member.name.split("/", 1)[-1]
-        if name == "vllm/engine/arg_utils.py" or (
-            name.startswith("vllm/entrypoints/") and name.endswith("cli_args.py")
-        ):
-            extracted = archive.extractfile(member)
-            assert extracted is not None
-            sources[name] = extracted.read().decode()
+    with tarfile.open(fileobj=payload, mode="r:gz") as archive:
+        for member in archive.getmembers():
+            name = member.name.split("/", 1)[-1]
+            if name == "vllm/engine/arg_utils.py" or (
+                name.startswith("vllm/entrypoints/") and name.endswith("cli_args.py")
+            ):
+                extracted = archive.extractfile(member)
+                assert extracted is not None
+                sources[name] = extracted.read().decode()
     CACHE.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(sources))
     return sources
