@@ -17,10 +17,10 @@ from pathlib import Path
 
 from arenastack import report
 from arenastack.output import write_atomically
-from arenastack.paths import MANIFEST_SCHEMA
+from arenastack.paths import MANIFEST_SCHEMA, README
 from arenastack.pipeline import compose_text, prepare
 from arenastack.problems import ManifestError, Problem
-from arenastack.schema import schema_text
+from arenastack.schema import reference_markdown, schema_text
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
 DEFAULT_OUTPUT = Path("docker-compose.yml")
@@ -95,7 +95,8 @@ def _plan_parser() -> argparse.ArgumentParser:
 def _schema_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="render.py schema",
-        description="Write the manifest's JSON Schema to compose/manifest.schema.json.",
+        description="Write the manifest's JSON Schema to compose/manifest.schema.json and its "
+        "reference into README.md.",
     )
     parser.add_argument(
         "--check", action="store_true", help="fail if the file is not current; write nothing"
@@ -130,14 +131,23 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+REFERENCE_START = "<!-- manifest-reference:start -->\n"
+REFERENCE_END = "<!-- manifest-reference:end -->"
+
+
+def _with_reference(readme: str) -> str:
+    start = readme.index(REFERENCE_START) + len(REFERENCE_START)
+    return readme[:start] + reference_markdown() + readme[readme.index(REFERENCE_END) :]
+
+
 def _schema(args: argparse.Namespace) -> int:
-    current = schema_text()
+    wanted = {MANIFEST_SCHEMA: schema_text(), README: _with_reference(README.read_text())}
+    stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if args.check:
-        on_disk = MANIFEST_SCHEMA.read_text() if MANIFEST_SCHEMA.exists() else ""
-        if on_disk != current:
-            print(f"{MANIFEST_SCHEMA} is stale: run `python render.py schema`", file=sys.stderr)
-            return 1
-        return 0
-    write_atomically(MANIFEST_SCHEMA, current)
-    print(f"wrote {MANIFEST_SCHEMA}")
+        for path in stale:
+            print(f"{path} is stale: run `python render.py schema`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        write_atomically(path, wanted[path])
+        print(f"wrote {path}")
     return 0

@@ -422,11 +422,17 @@ class Manifest(Strict):
         description="'auto' reads the GPUs with NVML; or declare them: '2x80@8.0' or a list of "
         "{memory_gib, compute_capability, name}. --gpus on the command line wins.",
     )
-    images: Images = Images()
-    hf_cache: HfCache = HfCache()
-    controller: Controller = Controller()
-    webui: WebUI = WebUI()
-    planner: Planner = Planner()
+    images: Images = Field(
+        Images(),
+        description="How the vLLM image (`vllm`) and the FastChat image (`fastchat`) are built.",
+    )
+    hf_cache: HfCache = Field(
+        HfCache(),
+        description="Where the shared Hugging Face cache lives: a named volume or a host folder.",
+    )
+    controller: Controller = Field(Controller(), description="FastChat's controller.")
+    webui: WebUI = Field(WebUI(), description="FastChat's web UI.")
+    planner: Planner = Field(Planner(), description="How `auto` fractions and GPUs are chosen.")
     defaults: ModelSettings = Field(
         ModelSettings(), description="Settings every model takes unless it sets its own."
     )

@@ -10,14 +10,15 @@ import pytest
 import yaml
 
 from arenastack import cli
-from arenastack.paths import MANIFEST_SCHEMA
+from arenastack.paths import MANIFEST_SCHEMA, README
 from arenastack.schema import schema_text
 from tests.conftest import FIXTURES, REPO
 
 
-def test_schema_file_is_current() -> None:
+def test_schema_file_and_readme_reference_are_current() -> None:
     assert MANIFEST_SCHEMA.read_text() == schema_text(), "run `python render.py schema`"
     assert cli.main(["schema", "--check"]) == 0
+    assert "| `gpu_memory_utilization` |" in README.read_text()
 
 
 def test_stale_schema_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
