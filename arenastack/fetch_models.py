@@ -66,7 +66,7 @@ def main(repos: list[str]) -> None:
     for repo in repos:
         print(f"fetching {repo}", flush=True)
         print(f"{repo} ready in {fetch(repo)}", flush=True)
-    print(f"{len(repos)} model(s) in the cache", flush=True)
+    print(f"all {len(repos)} hub model(s) are in the cache", flush=True)
 
 
 def source() -> str:

@@ -24,6 +24,18 @@ def test_hadolint_clean(dockerfile: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_docker_build_check() -> None:
+    """`docker build --check` runs BuildKit's Dockerfile checks; the legacy builder (an engine
+    without the buildx plugin, like Debian's docker.io) has no such flag."""
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        pytest.skip("no buildx plugin: the legacy builder has no `docker build --check`")
+    for dockerfile in DOCKERFILES:
+        result = subprocess.run(
+            ["docker", "build", "--check", str(dockerfile.parent)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 PYTHON_SOURCES = [
     "arenastack",
     "render.py",
