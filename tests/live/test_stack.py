@@ -113,9 +113,22 @@ def open_ui(browser, name: str):  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(180_000)
     page.goto(UI)
-    page.get_by_role("tab", name="Arena (battle)").wait_for()
+    # The tabs become clickable once the page's start-up call (the model list) has returned.
+    page.get_by_role("tab", name="Direct Chat").and_(page.locator(":enabled")).wait_for()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return page
+
+
+def pick(page, dropdown, name: str) -> None:  # type: ignore[no-untyped-def]
+    dropdown.click()
+    # The options of this dropdown: the list in its nearest enclosing block.
+    block = dropdown.locator("xpath=ancestor::*[.//ul[@role='listbox']][1]")
+    # Every option's text starts with a check mark (shown only on the selected one).
+    option = block.get_by_role("option").filter(
+        has_text=re.compile(rf"^[✓\s]*{re.escape(name)}\s*$")
+    )
+    option.click()
+    page.keyboard.press("Escape")
 
 
 def send(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
@@ -125,11 +138,14 @@ def send(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def bot_replies(page) -> list[str]:  # type: ignore[no-untyped-def]
-    bots = page.locator("#chatbot").locator("visible=true")
-    return [
-        bots.nth(i).locator(".message.bot, [data-testid='bot']").last.inner_text()
-        for i in range(bots.count())
-    ]
+    """The last reply in each visible chat pane (Model A, Model B)."""
+    panes = page.locator("#chatbot").locator("visible=true")
+    replies = []
+    for index in range(panes.count()):
+        reply = panes.nth(index).locator("[data-testid='bot']").last
+        reply.wait_for()
+        replies.append(reply.inner_text())
+    return replies
 
 
 def wait_for_votes(page) -> None:  # type: ignore[no-untyped-def]
@@ -141,11 +157,12 @@ def test_side_by_side_gets_replies_from_two_chosen_models(stack: Stack, browser)
     page = open_ui(browser, "side-by-side")
     page.get_by_role("tab", name="Arena (side-by-side)").click()
     chosen = ["Tiny Qwen", "Tiny B"]
-    for dropdown, name in zip(
-        page.get_by_role("listbox").locator("visible=true").all(), chosen, strict=False
-    ):
-        dropdown.click()
-        page.get_by_role("option", name=name, exact=True).click()
+    dropdowns = page.locator("input[role='listbox']").locator("visible=true")
+    dropdowns.first.wait_for()
+    assert dropdowns.count() == 2
+    for index, name in enumerate(chosen):
+        pick(page, dropdowns.nth(index), name)
+    assert [dropdowns.nth(i).input_value() for i in range(2)] == chosen
     send(page, "Write a short poem about the sea")
     wait_for_votes(page)
     replies = bot_replies(page)
