@@ -155,6 +155,8 @@ def _model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, 
         "HF_HUB_OFFLINE": "1",
     }
     if cuda:
+        # Only used if a server must download after all (HF_HUB_OFFLINE=0 in the model's env).
+        environment["HF_HUB_ENABLE_HF_TRANSFER"] = "1"
         environment |= dialect.environment()
     else:
         # Without it vLLM sizes its KV cache from the host's memory, not the container's.

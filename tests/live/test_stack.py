@@ -203,6 +203,18 @@ def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None
     assert {state["model_name"] for state in votes[-1]["states"]} == set(shown)
 
 
+def test_votes_survive_a_new_web_ui_container(stack: Stack) -> None:
+    """Conversations and votes are user data: they live on the arena-logs volume, not in the
+    container (`docker compose down` keeps the volume; only `down -v` removes it)."""
+    before = [r for r in conversation_log() if r.get("type") == "leftvote"]
+    old = stack.container_id("webui")
+    compose_ok("rm", "--stop", "--force", "webui", timeout=120)
+    compose_ok("up", "-d", "--wait", "webui", timeout=300)
+    assert stack.container_id("webui") != old
+    after = [r for r in conversation_log() if r.get("type") == "leftvote"]
+    assert before and after == before
+
+
 def conversation_log() -> list[dict[str, Any]]:
     text = compose_ok("exec", "-T", "webui", "sh", "-c", "cat /logs/*-conv.json", timeout=60)
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
