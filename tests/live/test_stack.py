@@ -273,9 +273,10 @@ def test_crashed_engine_comes_back_while_the_others_keep_answering(stack: Stack)
     try:
         deadline = crashed_at + 600
         while time.monotonic() < deadline:
-            state = stack.inspect("tiny-b")["State"]
-            restarted = stack.inspect("tiny-b")["RestartCount"] > before["RestartCount"]
-            if restarted and state.get("Health", {}).get("Status") == "healthy":
+            # One inspection: restart count and health must describe the same moment.
+            now = stack.inspect("tiny-b")
+            restarted = now["RestartCount"] > before["RestartCount"]
+            if restarted and now["State"].get("Health", {}).get("Status") == "healthy":
                 break
             time.sleep(2)
         else:
