@@ -146,17 +146,24 @@ def _fraction(value: float | str) -> str:
     return f"{value:g}"
 
 
-def _model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, str | None]:
+def _hub_environment(cuda: bool) -> dict[str, str | None]:
+    """What every container that may talk to the Hugging Face hub gets."""
     environment: dict[str, str | None] = {
         "HF_HOME": HF_HOME,
         # Passed by name: the value stays in the shell or .env, never in this file.
         "HF_TOKEN": None,
-        # fetch-models has downloaded everything; a server must not fetch on its own.
-        "HF_HUB_OFFLINE": "1",
     }
     if cuda:
-        # Only used if a server must download after all (HF_HUB_OFFLINE=0 in the model's env).
+        # The CUDA image has hf_transfer; the CPU image's huggingface_hub (>= 1.0) has none.
         environment["HF_HUB_ENABLE_HF_TRANSFER"] = "1"
+    return environment
+
+
+def _model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, str | None]:
+    environment = _hub_environment(cuda)
+    # fetch-models has downloaded everything; a server must not fetch on its own.
+    environment["HF_HUB_OFFLINE"] = "1"
+    if cuda:
         environment |= dialect.environment()
     else:
         # Without it vLLM sizes its KV cache from the host's memory, not the container's.
@@ -178,13 +185,10 @@ def _gpu_reservation(model: Model) -> dict[str, Any]:
 
 def _fetch_models(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
     hub_models = list(dict.fromkeys(m.model for m in stack.models if m.local_path is None))
-    environment: dict[str, str | None] = {"HF_HOME": HF_HOME, "HF_TOKEN": None}
-    if stack.manifest.device == "cuda":
-        environment["HF_HUB_ENABLE_HF_TRANSFER"] = "1"
     return {
         **image,
         "command": ["python3", "/etc/arenastack/fetch_models.py", *hub_models],
-        "environment": environment,
+        "environment": _hub_environment(stack.manifest.device == "cuda"),
         "volumes": _hf_cache_mount(stack),
     }
 

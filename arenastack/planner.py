@@ -180,16 +180,15 @@ def _tokens(model: Model, info: ModelInfo | None, sequences: int) -> int | None:
 def _entry(model: Model, info: ModelInfo | None, sequences: int, memory: int | None) -> ModelPlan:
     kv_cache = None
     weights = weights_bytes(model, info)
+    overhead = overhead_bytes(model, info)
     if memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
-        kv_cache = (
-            int(model.gpu_memory_utilization * memory) - weights - overhead_bytes(model, info)
-        )
+        kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead
     return ModelPlan(
         model=model,
         info=info,
         weights_bytes=weights,
         kv_bytes_per_token=kv_bytes_per_token(model, info) if info else None,
-        overhead_bytes=overhead_bytes(model, info),
+        overhead_bytes=overhead,
         tokens=_tokens(model, info, sequences),
         gpu_memory_bytes=memory,
         kv_cache_bytes=kv_cache,
@@ -271,7 +270,7 @@ def _auto_fraction(
             f"'auto' cannot size {model.model}: no weight files or index were found; set "
             "weights_gib or params_b, or a fraction",
         )
-    fraction = math.ceil(needed * 100) / 100
+    fraction = _round_up(needed)
     if fraction >= 1:
         return 0.0, Problem(
             path,
@@ -280,6 +279,11 @@ def _auto_fraction(
             "cache or more GPUs",
         )
     return fraction, None
+
+
+def _round_up(fraction: float) -> float:
+    """Fractions are set in hundredths, rounded up so that what is needed always fits."""
+    return math.ceil(fraction * 100) / 100
 
 
 def _place(
@@ -317,6 +321,13 @@ def _place(
             )
         else:
             needs[position] = need
+
+    def room(index: int) -> float:
+        """Fraction of GPU `index` still free for one more server, within the budget and the
+        headroom every server's CUDA context takes."""
+        safe = safe_fraction_total(count[index] + 1, memory[index] / GIB)
+        return min(budget, safe) - used[index]
+
     placed = list(models)
     for position, model in sorted(waiting, key=lambda item: -needs.get(item[0], 0)):
         if position not in needs:
@@ -325,19 +336,12 @@ def _place(
         for index, total in enumerate(memory):
             fraction = model.gpu_memory_utilization
             if fraction == "auto":
-                fraction = math.ceil(needs[position] / total * 100) / 100
-            room = min(budget, safe_fraction_total(count[index] + 1, total / GIB)) - used[index]
-            if fraction <= room + 1e-9 and (best is None or room - fraction < best[0]):
-                best = (room - fraction, index, fraction)
+                fraction = _round_up(needs[position] / total)
+            left = room(index)
+            if fraction <= left + 1e-9 and (best is None or left - fraction < best[0]):
+                best = (left - fraction, index, fraction)
         if best is None:
-            free = (
-                max(
-                    (min(budget, safe_fraction_total(count[i] + 1, t / GIB)) - used[i]) * t
-                    for i, t in enumerate(memory)
-                )
-                if memory
-                else 0
-            )
+            free = max((room(i) * total for i, total in enumerate(memory)), default=0)
             problems.append(
                 Problem(
                     model.path_of("gpu"),
