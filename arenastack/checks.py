@@ -12,21 +12,9 @@ from collections.abc import Iterator
 
 from arenastack.dialect import Dialect
 from arenastack.manifest import Manifest, Model
+from arenastack.memory import CUDA_CONTEXT_GIB, safe_fraction_total
 from arenastack.problems import Problem, field_path
-
-# The stack's own services; a model may not take their names.
-STACK_SERVICES = ("controller", "webui", "fetch-models")
-
-# vLLM's port inside every model container; each container has its own network namespace.
-VLLM_PORT = 8000
-CONTROLLER_PORT = 21001
-WEBUI_PORT = 7860
-
-# What one vLLM instance holds on its GPU outside its own fraction: its CUDA context, created
-# before vLLM takes its memory snapshot. A later instance on the same GPU finds it already taken
-# when it checks free memory ≥ total × fraction at start-up. Measured 0.61 GiB (torch 2.11,
-# CUDA 13.0, driver 580, H100; tests/gpu); the allowance leaves room for other stacks.
-CUDA_CONTEXT_GIB = 0.75
+from arenastack.services import STACK_SERVICES
 
 # Flags the renderer writes itself from manifest fields; extra_args must not repeat them.
 GENERATED_FLAGS = {
@@ -141,12 +129,6 @@ def _fraction_sums(manifest: Manifest, models: list[Model]) -> Iterator[Problem]
                 sharing[-1].path_of("gpu_memory_utilization"),
                 f"GPU {index} is over-committed: {_terms(sharing)} = {total:.2f} > 1.0",
             )
-
-
-def safe_fraction_total(servers: int, gpu_memory_gib: float) -> float:
-    """The most the fractions on one GPU may add up to so that the last of `servers` chained
-    instances still passes vLLM's start-up check (free ≥ total × fraction)."""
-    return 1.0 - (servers - 1) * CUDA_CONTEXT_GIB / gpu_memory_gib
 
 
 def _tight_gpus(models: list[Model], gpu_memory_gib: list[float]) -> Iterator[Problem]:

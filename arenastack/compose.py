@@ -21,7 +21,6 @@ import jsonschema
 import yaml
 
 from arenastack import endpoints, fetch_models
-from arenastack.checks import CONTROLLER_PORT, VLLM_PORT, WEBUI_PORT
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -30,6 +29,7 @@ from arenastack.manifest import (
 )
 from arenastack.paths import IMAGES, TEMPLATES
 from arenastack.problems import ManifestError, Problem
+from arenastack.services import CONTROLLER_PORT, VLLM_PORT, WEBUI_PORT
 
 HF_HOME = "/root/.cache/huggingface"
 LOGDIR = "/logs"

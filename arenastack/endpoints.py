@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from arenastack.checks import VLLM_PORT
 from arenastack.manifest import Model
+from arenastack.services import VLLM_PORT
 
 # FastChat reads `api_key` as a required key, and an empty one makes it fall back to
 # OPENAI_API_KEY; the vLLM servers are started without --api-key, so any placeholder works.

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from arenastack import modelinfo
-from arenastack.checks import safe_fraction_total
 from arenastack.manifest import GpuSpec, Manifest, Model
+from arenastack.memory import safe_fraction_total
 from arenastack.modelinfo import DTYPE_BYTES, ModelInfo
 from arenastack.problems import Problem
 

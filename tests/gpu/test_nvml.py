@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack.checks import CUDA_CONTEXT_GIB
 from arenastack.inventory import cuda_arch_list, detect_gpus
+from arenastack.memory import CUDA_CONTEXT_GIB
 from arenastack.pipeline import compose_text, prepare
 from tests.conftest import REPO
 
