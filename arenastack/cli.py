@@ -1,6 +1,7 @@
 """The command line behind render.py.
 
     render.py [MANIFEST] [-o docker-compose.yml] [--gpus 2x80@8.0]
+    render.py --target kubernetes [MANIFEST] [-o kubernetes] [--gpu-sharing whole|hami]
     render.py plan [MANIFEST] [--gpus SPEC] [--sequences N] [--json]
     render.py schema [--check]
 
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from arenastack import report
+from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.output import write_atomically
 from arenastack.paths import MANIFEST_SCHEMA, README
 from arenastack.pipeline import compose_text, prepare
@@ -24,6 +26,7 @@ from arenastack.schema import reference_markdown, schema_text
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
 DEFAULT_OUTPUT = Path("docker-compose.yml")
+DEFAULT_KUBERNETES_OUTPUT = Path("kubernetes")
 USAGE_ERROR = 2
 
 
@@ -70,8 +73,21 @@ def _render_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help=f"compose file to write (default {DEFAULT_OUTPUT})",
+        default=None,
+        help=f"compose file to write (default {DEFAULT_OUTPUT}); with --target kubernetes the "
+        f"folder (default {DEFAULT_KUBERNETES_OUTPUT})",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("compose", "kubernetes"),
+        default="compose",
+        help="compose: a docker-compose file; kubernetes: a kustomization folder",
+    )
+    parser.add_argument(
+        "--gpu-sharing",
+        choices=("whole", "hami"),
+        help="with --target kubernetes: whole GPUs per model, or HAMi memory slices "
+        "(default: the manifest's kubernetes.gpu_sharing)",
     )
     return parser
 
@@ -110,12 +126,41 @@ def _warn(problems: list[Problem]) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    if args.target == "kubernetes":
+        return _render_kubernetes(args)
+    if args.gpu_sharing is not None:
+        raise ManifestError([Problem("--gpu-sharing", "only applies with --target kubernetes")])
+    args.output = args.output or DEFAULT_OUTPUT
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
     text = compose_text(prepared, args.output)
     write_atomically(args.output, text)
     models = ", ".join(m.service for m in prepared.plan.models)
     print(f"wrote {args.output} ({models}; vLLM dialect {prepared.dialect.label})")
+    return 0
+
+
+def _render_kubernetes(args: argparse.Namespace) -> int:
+    from arenastack import kubernetes
+
+    def cluster_checks(
+        manifest: Manifest, models: list[Model], gpus: list[GpuSpec]
+    ) -> list[Problem]:
+        sharing = kubernetes.sharing_of(manifest, args.gpu_sharing)
+        return kubernetes.problems(manifest, models, gpus, sharing)
+
+    prepared = prepare(args.manifest, args.gpus, extra_checks=cluster_checks)
+    sharing = kubernetes.sharing_of(prepared.manifest, args.gpu_sharing)
+    _warn(prepared.warnings + kubernetes.warnings(prepared.manifest))
+    files = kubernetes.build(prepared, sharing, args.manifest.as_posix())
+    output = args.output or DEFAULT_KUBERNETES_OUTPUT
+    kubernetes.write_directory(output, files)
+    models = ", ".join(m.service for m in prepared.plan.models)
+    print(
+        f"wrote {output}/ ({len(files)} files: {models}; GPU sharing {sharing}; "
+        f"vLLM dialect {prepared.dialect.label})"
+    )
+    print("images the cluster pulls: " + ", ".join(kubernetes.images_pulled(prepared)))
     return 0
 
 

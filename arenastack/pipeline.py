@@ -11,7 +11,7 @@ from pathlib import Path
 
 from arenastack import checks, compose, inventory, planner
 from arenastack.dialect import Dialect, cpu_dialect, cuda_dialect
-from arenastack.manifest import GpuSpec, Manifest, load_manifest, resolve_models
+from arenastack.manifest import GpuSpec, Manifest, Model, load_manifest, resolve_models
 from arenastack.paths import IMAGES
 from arenastack.problems import ManifestError, Problem
 
@@ -40,6 +40,7 @@ def prepare(
     sequences: int | None = None,
     detect: Callable[[], list[GpuSpec]] | None = None,
     explain: bool = False,
+    extra_checks: Callable[[Manifest, list[Model], list[GpuSpec]], list[Problem]] | None = None,
 ) -> Prepared:
     """Everything up to the compose document; raises ManifestError listing every problem."""
     manifest = load_manifest(manifest_path)
@@ -49,6 +50,8 @@ def prepare(
     dialect = dialect_for(manifest)
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
     found = checks.problems(manifest, plan.models, len(gpus), dialect) + plan.problems
+    if extra_checks is not None:  # a target's own checks (Kubernetes), reported with the rest
+        found += extra_checks(manifest, plan.models, gpus)
     if found:
         raise ManifestError(found)
     memory = [gpu.memory_gib for gpu in gpus]
