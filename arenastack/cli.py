@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from arenastack import report
-from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.output import write_atomically
 from arenastack.paths import MANIFEST_SCHEMA, README
 from arenastack.pipeline import compose_text, prepare
@@ -143,14 +142,7 @@ def _render(args: argparse.Namespace) -> int:
 def _render_kubernetes(args: argparse.Namespace) -> int:
     from arenastack import kubernetes
 
-    def cluster_checks(
-        manifest: Manifest, models: list[Model], gpus: list[GpuSpec]
-    ) -> list[Problem]:
-        sharing = kubernetes.sharing_of(manifest, args.gpu_sharing)
-        return kubernetes.problems(manifest, models, gpus, sharing)
-
-    prepared = prepare(args.manifest, args.gpus, extra_checks=cluster_checks)
-    sharing = kubernetes.sharing_of(prepared.manifest, args.gpu_sharing)
+    prepared, sharing = kubernetes.prepare(args.manifest, args.gpus, args.gpu_sharing)
     _warn(prepared.warnings + kubernetes.warnings(prepared.manifest))
     files = kubernetes.build(prepared, sharing, args.manifest.as_posix())
     output = args.output or DEFAULT_KUBERNETES_OUTPUT
