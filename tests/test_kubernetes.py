@@ -455,3 +455,29 @@ def test_wait_returns_once_the_model_is_marked_and_the_previous_server_healthy(
     assert stuck.poll() is None
     stuck.kill()
     stuck.wait()
+
+
+def test_gpu_uuids_pin_each_index_to_one_card_with_hami(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "kubernetes: {gpu_sharing: hami, gpu_uuids: [GPU-aaaa-0, GPU-bbbb-1]}\n"
+        "models:\n"
+        "  a: {model: org/a, gpu: 1, gpu_memory_utilization: 0.5}\n"
+        "  b: {model: org/b, gpu: [0, 1], gpu_memory_utilization: 0.4}\n"
+    )
+    prepared, sharing = kubernetes.prepare(manifest, "2x24@8.9", None)
+    documents = parsed(kubernetes.build(prepared, sharing, "m.yaml"))
+    pod = documents["b-deployment.yaml"]["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"nvidia.com/use-gpuuuid": "GPU-aaaa-0,GPU-bbbb-1"}
+    assert container(documents["b-deployment.yaml"])["resources"]["limits"] == {
+        "nvidia.com/gpu": 2,
+        "nvidia.com/gpumem": 9830,  # 0.4 × 24576 MiB on each of its two GPUs
+    }
+    a = documents["a-deployment.yaml"]["spec"]["template"]
+    assert a["metadata"]["annotations"] == {"nvidia.com/use-gpuuuid": "GPU-bbbb-1"}
+    # b shares GPU 1 with a, so it starts after a is healthy.
+    assert flag(container_init(documents["b-deployment.yaml"]), "--healthy") == (
+        "http://a:8000/health"
+    )
+    for version in OLDEST_AND_NEWEST:
+        kubernetes_validate.validate(documents["b-deployment.yaml"], version, strict=True)
