@@ -249,15 +249,16 @@ class Cluster:
         return self.manifest.device == "cuda"
 
 
-def images(prepared: Prepared) -> tuple[str, str]:
-    """The local tags the compose file builds, and what the cluster pulls."""
+def compose_stack(prepared: Prepared) -> compose.Stack:
+    """The compose module's view of the plan, whose image tags and commands this target uses
+    (paths in it are never written here)."""
     manifest = prepared.manifest
     arch_list = manifest.images.vllm.cuda_arch_list
     if manifest.device == "cpu":
         arch_list = ""
     elif arch_list == "auto":
         arch_list = inventory.cuda_arch_list(prepared.gpus)
-    stack = compose.Stack(
+    return compose.Stack(
         manifest=manifest,
         models=prepared.plan.models,
         dialect=prepared.dialect,
@@ -265,6 +266,11 @@ def images(prepared: Prepared) -> tuple[str, str]:
         output_dir=REPO,
         manifest_dir=REPO,
     )
+
+
+def images(prepared: Prepared) -> tuple[str, str]:
+    """The local tags of the vLLM and FastChat images, as the compose file builds them."""
+    stack = compose_stack(prepared)
     return compose._vllm_image(stack)["image"], compose._fastchat_image(stack)["image"]
 
 
@@ -432,7 +438,7 @@ def _controller(cluster: Cluster) -> dict[str, Any]:
 
 
 def _webui(cluster: Cluster) -> dict[str, Any]:
-    webui = compose._webui(_stack_for_webui(cluster), {})
+    webui = compose._webui(compose_stack(cluster.prepared), {})
     wait = ["--healthy", f"http://controller:{CONTROLLER_PORT}/test_connection"]
     for model in cluster.models:
         wait += ["--healthy", f"http://{model.service}:{VLLM_PORT}/health"]
@@ -472,17 +478,6 @@ def _webui(cluster: Cluster) -> dict[str, Any]:
                 _scripts_volume(),
             ],
         },
-    )
-
-
-def _stack_for_webui(cluster: Cluster) -> compose.Stack:
-    return compose.Stack(
-        manifest=cluster.manifest,
-        models=cluster.models,
-        dialect=cluster.prepared.dialect,
-        cuda_arch_list="",
-        output_dir=REPO,
-        manifest_dir=REPO,
     )
 
 
