@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import jsonschema
 import yaml
 
 from arenastack import endpoints, fetch_models
@@ -28,7 +27,7 @@ from arenastack.manifest import (
     Model,
 )
 from arenastack.paths import IMAGES, TEMPLATES
-from arenastack.problems import ManifestError, Problem
+from arenastack.problems import RendererBug
 from arenastack.services import CONTROLLER_PORT, VLLM_PORT, WEBUI_PORT
 
 HF_HOME = "/root/.cache/huggingface"
@@ -414,13 +413,15 @@ def _compose_schema() -> dict[str, Any]:
 
 
 def validate(document: dict[str, Any]) -> None:
-    """Raise if the document breaks the Compose specification: a renderer bug, not user error."""
+    """Raise RendererBug if the document breaks the Compose specification."""
+    # Imported here: building the validator costs more than rendering a large stack.
+    import jsonschema
+
     validator_class = jsonschema.validators.validator_for(_compose_schema())
     errors = sorted(validator_class(_compose_schema()).iter_errors(document), key=str)
     if errors:
-        raise ManifestError(
-            Problem("/".join(map(str, e.absolute_path)), f"not valid Compose: {e.message}")
-            for e in errors
+        raise RendererBug(
+            f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors
         )
 
 

@@ -174,7 +174,7 @@ def _shared_gpus(models: list[Model]) -> list[Problem]:
                 found.append(
                     Problem(
                         model.path_of("gpu"),
-                        f"GPU {index} is also the GPU of {first_on[index]}: with "
+                        f"{model.service} is on GPU {index}, the GPU of {first_on[index]}: with "
                         "kubernetes.gpu_sharing: whole every model requests whole GPUs "
                         "(nvidia.com/gpu), which two pods cannot share; give it a GPU of its "
                         "own, or share the GPU as HAMi memory slices (kubernetes.gpu_sharing: "

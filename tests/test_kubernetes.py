@@ -123,7 +123,9 @@ def test_kubectl_kustomize_builds_the_folder(golden: Case, tmp_path: Path) -> No
     files = render(golden)
     built = kustomize(files, tmp_path / "out")
     assert len(built) == len(files) - 1, "every resource file is in the kustomization"
-    namespace = load_manifest(golden.manifest).kubernetes.namespace
+    loaded = load_manifest(golden.manifest).manifest
+    assert loaded is not None
+    namespace = loaded.kubernetes.namespace
     for document in built:
         assert document["metadata"].get("namespace") == namespace
 
@@ -344,9 +346,8 @@ def test_the_seed_with_whole_gpus_is_refused_saying_why(
     assert status == 2
     # Every model after the first on GPU 0, each at the field to change (the seed's defaults).
     assert len(errors) == 4
-    assert all(
-        line.startswith("error: defaults.gpu: GPU 0 is also the GPU of llama3") for line in errors
-    )
+    for line, model in zip(errors, ("gemma", "decilm", "phi3", "stablelm"), strict=True):
+        assert line.startswith(f"error: defaults.gpu: {model} is on GPU 0, the GPU of llama3: ")
     assert "kubernetes.gpu_sharing: hami" in errors[0]
     assert not (tmp_path / "k").exists()
 

@@ -1,0 +1,1 @@
+"""Render a model manifest into a docker-compose stack."""
