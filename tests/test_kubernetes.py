@@ -482,3 +482,24 @@ def test_gpu_uuids_pin_each_index_to_one_card_with_hami(tmp_path: Path) -> None:
     )
     for version in OLDEST_AND_NEWEST:
         kubernetes_validate.validate(documents["b-deployment.yaml"], version, strict=True)
+
+
+def test_fetch_marks_a_model_only_once_it_is_in_the_cache(tmp_path: Path) -> None:
+    """The Job's side, offline: a repository the cache holds is marked; one it lacks fails the
+    Job (which Kubernetes retries) and is not marked, so no model pod starts on half a cache."""
+    snapshot = tmp_path / "hub" / "models--org--model-a" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    script = [sys.executable, str(Path(k8s_pod.__file__)), "fetch"]
+    done = subprocess.run([*script, "org/model-a"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "arenastack-fetched" / "models--org--model-a").is_file()
+    (tmp_path / "arenastack-fetched" / "models--org--model-a").unlink()
+    missing = [*script, "org/model-a", "org/model-b"]
+    failed = subprocess.run(missing, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert (tmp_path / "arenastack-fetched" / "models--org--model-a").is_file(), "a is complete"
+    assert not (tmp_path / "arenastack-fetched" / "models--org--model-b").exists()
