@@ -34,7 +34,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from arenastack import compose, endpoints, fetch_models, inventory, k8s_pod, pipeline
+from arenastack import checks, compose, endpoints, fetch_models, inventory, k8s_pod, pipeline
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.memory import CUDA_CONTEXT_GIB
 from arenastack.paths import REPO, TEMPLATES
@@ -70,7 +70,36 @@ def prepare(
         return problems(manifest, models, gpus, sharing_of(manifest, sharing_override))
 
     prepared = pipeline.prepare(manifest_path, gpus_spec, extra_checks=cluster_checks)
-    return prepared, sharing_of(prepared.manifest, sharing_override)
+    sharing = sharing_of(prepared.manifest, sharing_override)
+    if sharing == "hami" and prepared.manifest.device == "cuda":
+        prepared = replace(prepared, warnings=_hami_warnings(prepared))
+    return prepared, sharing
+
+
+def _hami_warnings(prepared: Prepared) -> list[Problem]:
+    """In HAMi slices each CUDA context lives inside its own slice, so the Compose warning about
+    contexts crowding a shared GPU does not apply; what can go short is the slice itself."""
+    memory = [gpu.memory_gib for gpu in prepared.gpus]
+    compose_only = set(checks._tight_gpus(prepared.plan.models, memory))
+    found = [w for w in prepared.warnings if w not in compose_only]
+    for entry in prepared.plan.entries:
+        needed, model = entry.needed_bytes, entry.model
+        if needed is None or model.gpus == "auto" or model.gpu_memory_utilization == "auto":
+            continue
+        slice_mib = gpumem_mib(model, prepared.gpus)
+        if slice_mib is None:
+            continue
+        room = (slice_mib - CONTEXT_MIB) * 2**20
+        if room < needed:
+            found.append(
+                Problem(
+                    model.path_of("gpu_memory_utilization"),
+                    f"its HAMi slice of {slice_mib} MiB holds the CUDA context too (~"
+                    f"{CONTEXT_MIB} MiB), leaving {room / 2**30:.2f} GiB where the plan needs "
+                    f"{needed / 2**30:.2f} GiB: raise the fraction if vLLM runs short of KV cache",
+                )
+            )
+    return found
 
 
 # --- checks ----------------------------------------------------------------------------------

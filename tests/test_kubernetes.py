@@ -503,3 +503,21 @@ def test_fetch_marks_a_model_only_once_it_is_in_the_cache(tmp_path: Path) -> Non
     assert failed.returncode != 0
     assert (tmp_path / "arenastack-fetched" / "models--org--model-a").is_file(), "a is complete"
     assert not (tmp_path / "arenastack-fetched" / "models--org--model-b").exists()
+
+
+def test_hami_warns_about_short_slices_instead_of_crowded_gpus() -> None:
+    """Under HAMi each CUDA context sits inside its own slice: the Compose warning about contexts
+    crowding GPU 0 gives way to one about the slice that the context leaves too small."""
+    compose_warnings = prepare(REPO / "compose/models.yaml", "1x80@8.0").warnings
+    assert any("GPU 0 is nearly full" in w.message for w in compose_warnings)
+    prepared, _ = kubernetes.prepare(REPO / "compose/models.yaml", "1x80@8.0", "hami")
+    lines = [str(w) for w in prepared.warnings]
+    assert not any("nearly full" in line for line in lines)
+    # stablelm: 0.07 × 81920 = 5734 MiB, less 768 MiB of context = 4.85 GiB; the plan needs 4.97.
+    assert lines == [
+        "models.stablelm.gpu_memory_utilization: its HAMi slice of 5734 MiB holds the CUDA "
+        "context too (~768 MiB), leaving 4.85 GiB where the plan needs 4.97 GiB: raise the "
+        "fraction if vLLM runs short of KV cache"
+    ]
+    whole, _ = kubernetes.prepare(FIXTURES / "manifests/k8s-whole-gpus.yaml", None, None)
+    assert not any("HAMi" in str(w) for w in whole.warnings)

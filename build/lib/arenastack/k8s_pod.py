@@ -31,8 +31,8 @@ def fetch(repos: list[str]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import fetch_models  # mounted beside this file
 
-    fetch_models.main(repos)
-    for repo in repos:
+    for repo in repos:  # each marked as soon as it is complete: its model may start
+        fetch_models.main([repo])
         mark(repo).parent.mkdir(parents=True, exist_ok=True)
         mark(repo).write_text("fetched\n", encoding="utf-8")
 
