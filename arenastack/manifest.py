@@ -30,8 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from arenastack import serialize
 from arenastack.problems import ManifestError, Problem, field_path
-from arenastack.serialize import SafeLoader
 
 # A compose service name that is also a DNS label, so services reach each other by name.
 SERVICE_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -681,7 +681,7 @@ def load_manifest(path: Path) -> Loaded:
     except OSError as error:
         return Loaded(None, [Problem("", f"cannot read manifest {path}: {error.strerror}")], ())
     try:
-        data = yaml.load(text, Loader=SafeLoader)
+        data = serialize.load(text)
     except yaml.YAMLError as error:
         where = ""
         if mark := getattr(error, "problem_mark", None):

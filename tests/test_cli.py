@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,10 +123,15 @@ def test_rendering_is_the_same_in_two_processes_with_different_hash_seeds(tmp_pa
 def test_an_installed_wheel_fails_at_once_in_one_clear_line(tmp_path: Path) -> None:
     """Without the checkout (templates, image contexts, catalog) there is nothing to render
     from: a non-editable install says how to install, in one line, before anything else."""
+    # A copy of what the wheel is built from, so the build leaves nothing in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "arenastack", source / "arenastack")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     target = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(REPO)],
+         str(source)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr
