@@ -32,9 +32,17 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
-from arenastack import checks, compose, endpoints, fetch_models, inventory, k8s_pod, pipeline
+from arenastack import (
+    checks,
+    compose,
+    endpoints,
+    fetch_models,
+    inventory,
+    k8s_pod,
+    pipeline,
+    serialize,
+)
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.memory import CUDA_CONTEXT_GIB
 from arenastack.paths import REPO, TEMPLATES
@@ -626,7 +634,7 @@ def _environment() -> jinja2.Environment:
 
 def _fragment(name: str, values: dict[str, Any]) -> dict[str, Any]:
     text = _environment().get_template(f"{name}.yaml.j2").render(values)
-    data = yaml.safe_load(text)
+    data = serialize.load(text)
     assert isinstance(data, dict)
     pruned: dict[str, Any] = _without_nulls(data)
     return pruned
