@@ -1,1 +1,0 @@
-"""Render a model manifest into a docker-compose stack."""
