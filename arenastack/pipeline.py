@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack import checks, compose, inventory, planner
+from arenastack import checks, compose, inventory, planner, registry
 from arenastack.dialect import Dialect, cpu_dialect, cuda_dialect
 from arenastack.manifest import GpuSpec, Manifest, load_manifest, resolve_models
 from arenastack.paths import IMAGES
@@ -64,12 +64,15 @@ def prepare(
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
     derived += checks.problems(manifest, plan.models, None if gpus is None else len(gpus), dialect)
     derived += plan.problems
+    # The models' architectures against the image's vLLM model registry (arenastack/registry.py).
+    unsupported, unchecked = registry.check(manifest, plan.models, dialect, manifest_dir)
+    derived += unsupported
     found += [p for p in derived if not loaded.derived_from_pruned(p)]
     if found:
         raise ManifestError(dict.fromkeys(found))
     assert gpus is not None
     memory = [gpu.memory_gib for gpu in gpus]
-    warnings = checks.warnings(manifest, plan.models, memory) + plan.warnings
+    warnings = checks.warnings(manifest, plan.models, memory) + plan.warnings + unchecked
     return Prepared(manifest, manifest_path, gpus, dialect, plan, warnings)
 
 
