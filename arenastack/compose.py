@@ -316,6 +316,15 @@ def _vllm_image(stack: Stack) -> dict[str, Any]:
         context = IMAGES / "vllm-cpu"
         args = {"BASE_IMAGE": settings.base_image or stack.manifest.images.fastchat.base_image}
         tag = settings.tag or f"arenastack/vllm-cpu:{stack.dialect.label.removeprefix('v')}"
+    elif settings.source == "wheel":
+        # The released wheel (images/vllm-wheel): no arch list, nothing compiled.
+        context = IMAGES / "vllm-wheel"
+        version = settings.vllm_ref.removeprefix("v")
+        args = {
+            "BASE_IMAGE": settings.base_image or DEFAULT_CUDA_BASE_IMAGE,
+            "VLLM_VERSION": version,
+        }
+        tag = settings.tag or f"arenastack/vllm-wheel:v{version}"
     else:
         context = IMAGES / "vllm"
         args = {

@@ -44,6 +44,8 @@ LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
 # and serves the seed's five models: v0.8.3 dropped the DeciLM-7B implementation (vLLM #15008).
 # The README's compatibility matrix says more.
 DEFAULT_VLLM_REF = "v0.8.2"
+# A release tag, as PyPI names the version: v0.8.2, v0.6.3.post1.
+RELEASE_REF = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(\.post[0-9]+)?$")
 DEFAULT_CUDA_BASE_IMAGE = "nvcr.io/nvidia/pytorch:24.01-py3"
 DEFAULT_SLIM_BASE_IMAGE = "python:3.11-slim-bookworm"
 
@@ -286,6 +288,13 @@ GpuInventorySetting = Annotated[
 
 
 class VllmImage(Strict):
+    source: Literal["git", "wheel"] = Field(
+        "git",
+        description="How the CUDA image gets vLLM: 'git' compiles vllm_ref from source for "
+        "cuda_arch_list (images/vllm); 'wheel' installs the released vllm==<vllm_ref> wheel and "
+        "its pinned torch, no compilation, every architecture of the release (images/vllm-wheel). "
+        "Ignored on CPU.",
+    )
     base_image: NonEmptyStr | None = Field(
         None,
         description="BASE_IMAGE build arg. Default nvcr.io/nvidia/pytorch:24.01-py3 (CUDA) or "
@@ -312,6 +321,15 @@ class VllmImage(Strict):
     ) = Field(None, description="Image tag. Default derived from device, ref and arch list.")
     max_jobs: PositiveInt | None = Field(None, description="MAX_JOBS build arg (compile jobs).")
     nvcc_threads: PositiveInt | None = Field(None, description="NVCC_THREADS build arg.")
+
+    @model_validator(mode="after")
+    def _wheel_needs_a_release(self) -> VllmImage:
+        if self.source == "wheel" and not RELEASE_REF.match(self.vllm_ref):
+            raise ValueError(
+                f"source 'wheel' installs a released vLLM: vllm_ref must be a release tag such as "
+                f"v0.8.2, not {self.vllm_ref!r}"
+            )
+        return self
 
 
 class FastChatImage(Strict):

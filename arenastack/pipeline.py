@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack import checks, compose, inventory, planner
+from arenastack import checks, compose, inventory, planner, registry
 from arenastack.dialect import Dialect, cpu_dialect, cuda_dialect
 from arenastack.manifest import GpuSpec, Manifest, Model, load_manifest, resolve_models
 from arenastack.paths import IMAGES
@@ -66,6 +66,9 @@ def prepare(
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
     derived += checks.problems(manifest, plan.models, None if gpus is None else len(gpus), dialect)
     derived += plan.problems
+    # The models' architectures against the image's vLLM model registry (arenastack/registry.py).
+    unsupported, unchecked = registry.check(manifest, plan.models, dialect, manifest_dir)
+    derived += unsupported
     if extra_checks is not None:  # a target's own checks (Kubernetes), reported with the rest
         derived += extra_checks(manifest, plan.models, gpus or [])
     found += [p for p in derived if not loaded.derived_from_pruned(p)]
@@ -73,7 +76,7 @@ def prepare(
         raise ManifestError(dict.fromkeys(found))
     assert gpus is not None
     memory = [gpu.memory_gib for gpu in gpus]
-    warnings = checks.warnings(manifest, plan.models, memory) + plan.warnings
+    warnings = checks.warnings(manifest, plan.models, memory) + plan.warnings + unchecked
     return Prepared(manifest, manifest_path, gpus, dialect, plan, warnings)
 
 
