@@ -86,6 +86,9 @@ def test_kv_cache_size_agrees_with_the_planner(stack: Stack, service: str) -> No
 # --- the browser ---------------------------------------------------------------------------
 
 SCREENSHOTS = ARTIFACTS / "screenshots"
+# A bound on two replies of up to 1,024 tokens from CPU servers on a loaded 2-core machine; the
+# tests wait on the page's state and return as soon as it is reached.
+GENERATION_TIMEOUT_MS = 300_000
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +125,10 @@ def settle(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def pick(page, dropdown, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Choose a model. Choosing fires FastChat's `clear_history` on the server; it must have run
+    before a prompt is sent, or it can wipe the replies after they arrived (gradio runs a
+    session's events concurrently). So wait for the event to be queued, then for no component to
+    show a pending status."""
     dropdown.click()
     # The options of this dropdown: the list in its nearest enclosing block.
     block = dropdown.locator("xpath=ancestor::*[.//ul[@role='listbox']][1]")
@@ -129,8 +136,10 @@ def pick(page, dropdown, name: str) -> None:  # type: ignore[no-untyped-def]
     option = block.get_by_role("option").filter(
         has_text=re.compile(rf"^[✓\s]*{re.escape(name)}\s*$")
     )
-    option.click()
+    with page.expect_response(lambda r: "/queue/join" in r.url and r.request.method == "POST"):
+        option.click()
     page.keyboard.press("Escape")
+    settle(page)
 
 
 def send(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +162,7 @@ def bot_replies(page) -> list[str]:  # type: ignore[no-untyped-def]
 def wait_for_votes(page) -> None:  # type: ignore[no-untyped-def]
     # FastChat enables the vote buttons once both replies are complete.
     vote = page.get_by_role("button", name="👈  A is better").locator("visible=true")
-    expect(vote).to_be_enabled()
+    expect(vote).to_be_enabled(timeout=GENERATION_TIMEOUT_MS)
 
 
 def test_side_by_side_gets_replies_from_two_chosen_models(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
