@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from arenastack import report
+from arenastack import gateway, report
 from arenastack.output import write_atomically
 from arenastack.paths import MANIFEST_SCHEMA, README
 from arenastack.pipeline import compose_text, prepare
@@ -112,6 +112,8 @@ def _warn(problems: list[Problem]) -> None:
 def _render(args: argparse.Namespace) -> int:
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
+    # Compose reads .env from the compose file's folder.
+    _warn(gateway.warnings(prepared.manifest, args.output.parent / ".env"))
     text = compose_text(prepared, args.output)
     write_atomically(args.output, text)
     models = ", ".join(m.service for m in prepared.plan.models)

@@ -20,7 +20,7 @@ import jinja2
 import jsonschema
 import yaml
 
-from arenastack import endpoints, fetch_models
+from arenastack import endpoints, fetch_models, gateway
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -29,7 +29,7 @@ from arenastack.manifest import (
 )
 from arenastack.paths import IMAGES, TEMPLATES
 from arenastack.problems import ManifestError, Problem
-from arenastack.services import CONTROLLER_PORT, VLLM_PORT, WEBUI_PORT
+from arenastack.services import CONTROLLER_PORT, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
 
 HF_HOME = "/root/.cache/huggingface"
 LOGDIR = "/logs"
@@ -60,6 +60,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
         services[model.service] = _fragment("model", _model(stack, model, after, vllm_image))
     services["controller"] = _fragment("controller", _controller(manifest, fastchat_image))
     services["webui"] = _fragment("webui", _webui(stack, fastchat_image))
+    if manifest.gateway.enabled:
+        services["gateway"] = _fragment("gateway", _gateway(stack))
     document = _fragment(
         "stack",
         {
@@ -69,6 +71,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "fetch_models": fetch_models.source(),
         },
     )
+    if manifest.gateway.enabled:
+        document["configs"] = {**document["configs"], **_gateway_configs(stack)}
     top = {"name": document["name"]} if "name" in document else {}
     return {**top, "services": services, **_without(document, "name")}
 
@@ -251,6 +255,53 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
         "healthcheck": _probe(f"http://127.0.0.1:{WEBUI_PORT}/robots.txt"),
         "depends_on": depends_on,
     }
+
+
+def _gateway(stack: Stack) -> dict[str, Any]:
+    manifest = stack.manifest
+    settings = manifest.gateway
+    tag = gateway.image_tag(manifest)
+    if settings.build:
+        args = {"BASE_IMAGE": settings.base_image}
+        image = _built_image(stack, tag, IMAGES / "litellm", args)
+    else:
+        # LiteLLM's own image, pinned by version: pulled once if missing.
+        image = {"image": tag, "build": None, "pull_policy": "missing"}
+    configs = [{"source": "gateway_config", "target": gateway.CONFIG_FILE}]
+    volumes = None
+    if settings.keys_file is not None:
+        configs.append({"source": "gateway_auth", "target": gateway.AUTH_FILE})
+        source = _host_path(stack, settings.keys_file)
+        volumes = [
+            {"type": "bind", "source": source, "target": gateway.KEYS_FILE, "read_only": True}
+        ]
+    port = str(GATEWAY_PORT)
+    return {
+        **image,
+        "entrypoint": ["litellm"],
+        "command": ["--config", gateway.CONFIG_FILE, "--host", "0.0.0.0", "--port", port],
+        "environment": {
+            # Passed by name: the value stays in the shell or .env, never in this file.
+            gateway.MASTER_KEY_ENV: None,
+            # The cost map inside the package; otherwise LiteLLM fetches it from GitHub at start.
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        },
+        "volumes": volumes,
+        "configs": configs,
+        "ports": _ports(
+            settings.bind_address or manifest.bind_address, settings.port, GATEWAY_PORT
+        ),
+        "healthcheck": _probe(f"http://127.0.0.1:{GATEWAY_PORT}/health/liveliness"),
+        "depends_on": {m.service: {"condition": "service_healthy"} for m in stack.models},
+    }
+
+
+def _gateway_configs(stack: Stack) -> dict[str, Any]:
+    settings = stack.manifest.gateway
+    per_user_keys = settings.keys_file is not None
+    text = gateway.config_text(stack.models, settings.request_timeout, per_user_keys)
+    auth = {"content": gateway.auth_source()} if per_user_keys else None
+    return _fragment("gateway-configs", {"config": text, "auth": auth})
 
 
 # --- shared pieces -------------------------------------------------------------------------

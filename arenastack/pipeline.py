@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack import checks, compose, inventory, planner
+from arenastack import checks, compose, gateway, inventory, planner
 from arenastack.dialect import Dialect, cpu_dialect, cuda_dialect
 from arenastack.manifest import GpuSpec, Manifest, load_manifest, resolve_models
 from arenastack.paths import IMAGES
@@ -49,6 +49,7 @@ def prepare(
     dialect = dialect_for(manifest)
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
     found = checks.problems(manifest, plan.models, len(gpus), dialect) + plan.problems
+    found += gateway.problems(manifest, plan.models, manifest_dir)
     if found:
         raise ManifestError(found)
     memory = [gpu.memory_gib for gpu in gpus]
