@@ -267,10 +267,12 @@ def _gateway(stack: Stack) -> dict[str, Any]:
     else:
         # LiteLLM's own image, pinned by version: pulled once if missing.
         image = {"image": tag, "build": None, "pull_policy": "missing"}
-    configs = [{"source": "gateway_config", "target": gateway.CONFIG_FILE}]
+    configs = [
+        {"source": "gateway_config", "target": gateway.CONFIG_FILE},
+        {"source": "gateway_auth", "target": gateway.AUTH_FILE},
+    ]
     volumes = None
     if settings.keys_file is not None:
-        configs.append({"source": "gateway_auth", "target": gateway.AUTH_FILE})
         source = _host_path(stack, settings.keys_file)
         volumes = [
             {"type": "bind", "source": source, "target": gateway.KEYS_FILE, "read_only": True}
@@ -297,11 +299,8 @@ def _gateway(stack: Stack) -> dict[str, Any]:
 
 
 def _gateway_configs(stack: Stack) -> dict[str, Any]:
-    settings = stack.manifest.gateway
-    per_user_keys = settings.keys_file is not None
-    text = gateway.config_text(stack.models, settings.request_timeout, per_user_keys)
-    auth = {"content": gateway.auth_source()} if per_user_keys else None
-    return _fragment("gateway-configs", {"config": text, "auth": auth})
+    text = gateway.config_text(stack.models, stack.manifest.gateway.request_timeout)
+    return _fragment("gateway-configs", {"config": text, "auth": gateway.auth_source()})
 
 
 # --- shared pieces -------------------------------------------------------------------------

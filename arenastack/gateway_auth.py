@@ -5,9 +5,9 @@ the config names it as LiteLLM's `custom_auth` (`general_settings.custom_auth`).
 calls `user_api_key_auth` for every authenticated request instead of its own key check, so this
 accepts the master key (LITELLM_MASTER_KEY) and every key of the keys file (`{user: key}`,
 mounted read-only). The file is read again when it changes: users are added without a restart.
-A wrong or missing key raises, which LiteLLM answers with 401.
+A wrong or missing key is answered with 401.
 
-It imports LiteLLM only when called, so the renderer's tests can import it.
+It imports LiteLLM and FastAPI only when called, so the renderer's tests can import it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import yaml
 
 KEYS_FILE = Path(os.environ.get("ARENASTACK_GATEWAY_KEYS", "/etc/arenastack/gateway/keys.yaml"))
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+REFUSAL = "invalid or missing API key: send the gateway's master key or a user key"
 
 _cache: dict[str, Any] = {"stamp": None, "users": {}}
 
@@ -59,10 +60,14 @@ def who(api_key: str, master_key: str | None, users: dict[str, str]) -> tuple[st
 
 
 async def user_api_key_auth(request: Any, api_key: str) -> Any:
+    from fastapi import HTTPException
+    from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+
     found = who(api_key or "", os.environ.get(MASTER_KEY_ENV), users_by_key())
     if found is None:
-        raise Exception("invalid or missing API key: send the gateway's master key or a user key")
-    from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+        # An HTTPException becomes LiteLLM's 401 answer; any other exception sends LiteLLM down a
+        # database-error check that needs prisma, which the image does not have (a 500).
+        raise HTTPException(status_code=401, detail=REFUSAL)
 
     user, admin = found
     role = LitellmUserRoles.PROXY_ADMIN if admin else LitellmUserRoles.INTERNAL_USER

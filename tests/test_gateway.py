@@ -3,7 +3,6 @@ per-user key check, and hostile model names through the real Compose binary."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -67,7 +66,7 @@ def test_display_names_are_aliases_unless_equal_to_the_served_name() -> None:
     }
 
 
-def test_the_master_key_is_read_by_name_and_per_user_keys_use_the_mounted_module() -> None:
+def test_the_master_key_is_read_by_name_and_keys_are_checked_by_the_mounted_module() -> None:
     config = litellm_config(document_of(render(GATEWAY_CASE)))
     assert config["general_settings"] == {
         "master_key": "os.environ/LITELLM_MASTER_KEY",
@@ -127,9 +126,10 @@ def test_defaults_use_the_official_image_on_localhost_without_keys(tmp_path: Pat
     assert service["pull_policy"] == "missing" and "build" not in service
     assert service["ports"][0]["host_ip"] == "127.0.0.1"
     assert service["ports"][0]["published"] == "4000"
-    assert "volumes" not in service and "gateway_auth" not in document["configs"]
+    assert "volumes" not in service, "no keys file"
+    assert "/etc/arenastack/gateway/keys_auth.py" in {c["target"] for c in service["configs"]}
     config = litellm_config(document)
-    assert "custom_auth" not in config["general_settings"]
+    assert config["general_settings"]["custom_auth"] == "keys_auth.user_api_key_auth"
     assert config["litellm_settings"]["request_timeout"] == 600
     # The seed's five models, each under its hub id, each with its display name as an alias.
     assert len(config["model_list"]) == 5
@@ -284,9 +284,3 @@ def test_keys_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     assert gateway_auth.users_by_key(path) == {"sk-a": "alice", "sk-carol": "carol"}
     path.unlink()
     assert gateway_auth.users_by_key(path) == {}
-
-
-def test_custom_auth_refuses_a_wrong_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-master-123")
-    with pytest.raises(Exception, match="invalid or missing API key"):
-        asyncio.run(gateway_auth.user_api_key_auth(None, "sk-wrong"))
