@@ -4,8 +4,9 @@
     render.py plan [MANIFEST] [--gpus SPEC] [--sequences N] [--json]
     render.py schema [--check]
 
-Exit status: 0 done, 2 the manifest (or the command line) has problems, each printed as one
-line naming the field. Nothing is written unless everything is right.
+Exit status: 0 done; 1 arenastack is not installed from a checkout; 2 the manifest (or the
+command line) has problems, each printed as one line naming the field; 3 a bug in arenastack (the
+rendered file breaks the Compose specification). Nothing is written unless everything is right.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from pathlib import Path
 
 from arenastack import gateway, report
 from arenastack.output import write_atomically
-from arenastack.paths import MANIFEST_SCHEMA, README
+from arenastack.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
 from arenastack.pipeline import compose_text, prepare
-from arenastack.problems import ManifestError, Problem
+from arenastack.problems import ManifestError, Problem, RendererBug
 from arenastack.schema import reference_markdown, schema_text
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
 DEFAULT_OUTPUT = Path("docker-compose.yml")
+NOT_A_CHECKOUT = 1
 USAGE_ERROR = 2
+RENDERER_BUG = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if missing_from_checkout():
+        print(f"error: {INSTALL_HINT}", file=sys.stderr)
+        return NOT_A_CHECKOUT
     command = argv[0] if argv and argv[0] in ("plan", "schema") else "render"
     arguments = argv[1:] if command != "render" else argv
     try:
@@ -41,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return USAGE_ERROR
+    except RendererBug as bug:
+        print(
+            "internal error: the rendered file breaks the Compose specification. This is a bug "
+            "in arenastack, not in your manifest; nothing was written. Please report it with "
+            "the manifest. Details:",
+            file=sys.stderr,
+        )
+        for detail in bug.details:
+            print(f"  {detail}", file=sys.stderr)
+        return RENDERER_BUG
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

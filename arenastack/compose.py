@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import jsonschema
-import yaml
 
-from arenastack import endpoints, fetch_models, gateway
+from arenastack import endpoints, fetch_models, gateway, serialize
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -28,7 +26,7 @@ from arenastack.manifest import (
     Model,
 )
 from arenastack.paths import IMAGES, TEMPLATES
-from arenastack.problems import ManifestError, Problem
+from arenastack.problems import RendererBug
 from arenastack.services import CONTROLLER_PORT, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
 
 HF_HOME = "/root/.cache/huggingface"
@@ -441,7 +439,7 @@ def _environment() -> jinja2.Environment:
 
 def _fragment(name: str, values: dict[str, Any]) -> dict[str, Any]:
     text = _environment().get_template(f"{name}.yaml.j2").render(values)
-    data = yaml.safe_load(text)
+    data = serialize.load(text)
     assert isinstance(data, dict)
     # A null value means "not set" for this stack: the key is left out.
     return {key: value for key, value in data.items() if value is not None}
@@ -464,36 +462,19 @@ def _compose_schema() -> dict[str, Any]:
 
 
 def validate(document: dict[str, Any]) -> None:
-    """Raise if the document breaks the Compose specification: a renderer bug, not user error."""
+    """Raise RendererBug if the document breaks the Compose specification."""
+    # Imported here: building the validator costs more than rendering a large stack.
+    import jsonschema
+
     validator_class = jsonschema.validators.validator_for(_compose_schema())
     errors = sorted(validator_class(_compose_schema()).iter_errors(document), key=str)
     if errors:
-        raise ManifestError(
-            Problem("/".join(map(str, e.absolute_path)), f"not valid Compose: {e.message}")
-            for e in errors
+        raise RendererBug(
+            f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors
         )
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _string)
-
-
 def dump(document: dict[str, Any], header: str) -> str:
-    body = yaml.dump(
-        document,
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        width=100,
-        default_flow_style=False,
-    )
+    body = serialize.dump(document)
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return comment + body

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from arenastack import serialize
 from arenastack.manifest import Manifest, Model
 from arenastack.problems import Problem, field_path
 from arenastack.services import VLLM_PORT
@@ -156,25 +157,25 @@ def _keys_file(manifest: Manifest, manifest_dir: Path) -> Iterator[Problem]:
     path = keys_path(written, manifest_dir)
     where = "gateway.keys_file"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = serialize.load(path.read_text(encoding="utf-8"))
     except OSError as error:
         yield Problem(where, f"cannot read {path}: {error.strerror}")
         return
     except yaml.YAMLError:
-        yield Problem(where, f"{path} is not valid YAML")
+        yield Problem(where, f"is not valid YAML: {path}")
         return
     # Messages name users, never keys.
     if not isinstance(data, dict) or not data:
-        yield Problem(where, f"{path} must be a non-empty mapping of user name to key")
+        yield Problem(where, f"must be a non-empty mapping of user name to key: {path}")
         return
     seen: dict[str, str] = {}
     for user, key in data.items():
         if not isinstance(user, str) or not isinstance(key, str) or not key.strip():
             yield Problem(
-                where, f"{path}: the entry of user {str(user)!r} must be a non-empty string"
+                where, f"the key of user {str(user)!r} must be a non-empty string: {path}"
             )
         elif key in seen:
-            yield Problem(where, f"{path}: users {seen[key]!r} and {user!r} have the same key")
+            yield Problem(where, f"users {seen[key]!r} and {user!r} have the same key: {path}")
         else:
             seen[key] = user
 
