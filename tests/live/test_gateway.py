@@ -76,6 +76,14 @@ def get(url: str, key: str | None = None) -> tuple[int, Any]:
         return error.code, json.loads(error.read() or b"null")
 
 
+def test_the_gateway_started_after_every_model_was_healthy(stack: Stack) -> None:
+    (start, *_) = stack.events("gateway", "start")
+    (healthy, *_) = stack.events("gateway", "health_status: healthy")
+    for service in DISPLAY:
+        assert start >= stack.events(service, "health_status: healthy")[0], service
+    stack.report.figures["gateway_start_to_healthy_s"] = round(healthy - start, 1)
+
+
 def test_the_key_lists_every_model_by_both_names(stack: Stack) -> None:
     listed = {model.id for model in client(stack).models.list()}
     assert listed == set(DISPLAY) | set(DISPLAY.values())
