@@ -60,7 +60,7 @@ def config(models: list[Model], request_timeout: int) -> dict[str, Any]:
                 "stream_timeout": request_timeout,
                 "max_retries": 0,
             },
-            # Shown by /health and /model/info: which service a deployment is.
+            # The deployment id LiteLLM reports (/model/info): the service name.
             "model_info": {"id": model.service},
         }
         for model in models
