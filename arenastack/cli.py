@@ -1,6 +1,7 @@
 """The command line behind render.py.
 
     render.py [MANIFEST] [-o docker-compose.yml] [--gpus 2x80@8.0]
+    render.py --target kubernetes [MANIFEST] [-o kubernetes] [--gpu-sharing whole|hami]
     render.py plan [MANIFEST] [--gpus SPEC] [--sequences N] [--json]
     render.py schema [--check]
 
@@ -25,6 +26,7 @@ from arenastack.schema import reference_markdown, schema_text
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
 DEFAULT_OUTPUT = Path("docker-compose.yml")
+DEFAULT_KUBERNETES_OUTPUT = Path("kubernetes")
 NOT_A_CHECKOUT = 1
 USAGE_ERROR = 2
 RENDERER_BUG = 3
@@ -86,8 +88,21 @@ def _render_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help=f"compose file to write (default {DEFAULT_OUTPUT})",
+        default=None,
+        help=f"compose file to write (default {DEFAULT_OUTPUT}); with --target kubernetes the "
+        f"folder (default {DEFAULT_KUBERNETES_OUTPUT})",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("compose", "kubernetes"),
+        default="compose",
+        help="compose: a docker-compose file; kubernetes: a kustomization folder",
+    )
+    parser.add_argument(
+        "--gpu-sharing",
+        choices=("whole", "hami"),
+        help="with --target kubernetes: whole GPUs per model, or HAMi memory slices "
+        "(default: the manifest's kubernetes.gpu_sharing)",
     )
     return parser
 
@@ -126,6 +141,11 @@ def _warn(problems: list[Problem]) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    if args.target == "kubernetes":
+        return _render_kubernetes(args)
+    if args.gpu_sharing is not None:
+        raise ManifestError([Problem("--gpu-sharing", "only applies with --target kubernetes")])
+    args.output = args.output or DEFAULT_OUTPUT
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
     # Compose reads .env from the compose file's folder.
@@ -134,6 +154,23 @@ def _render(args: argparse.Namespace) -> int:
     write_atomically(args.output, text)
     models = ", ".join(m.service for m in prepared.plan.models)
     print(f"wrote {args.output} ({models}; vLLM dialect {prepared.dialect.label})")
+    return 0
+
+
+def _render_kubernetes(args: argparse.Namespace) -> int:
+    from arenastack import kubernetes
+
+    prepared, sharing = kubernetes.prepare(args.manifest, args.gpus, args.gpu_sharing)
+    _warn(prepared.warnings + kubernetes.warnings(prepared.manifest))
+    files = kubernetes.build(prepared, sharing, args.manifest.as_posix())
+    output = args.output or DEFAULT_KUBERNETES_OUTPUT
+    kubernetes.write_directory(output, files)
+    models = ", ".join(m.service for m in prepared.plan.models)
+    print(
+        f"wrote {output}/ ({len(files)} files: {models}; GPU sharing {sharing}; "
+        f"vLLM dialect {prepared.dialect.label})"
+    )
+    print("images the cluster pulls: " + ", ".join(kubernetes.images_pulled(prepared)))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from arenastack import checks, compose, gateway, inventory, planner
 from arenastack.dialect import Dialect, cpu_dialect, cuda_dialect
-from arenastack.manifest import GpuSpec, Manifest, load_manifest, resolve_models
+from arenastack.manifest import GpuSpec, Manifest, Model, load_manifest, resolve_models
 from arenastack.paths import IMAGES
 from arenastack.problems import ManifestError, Problem
 
@@ -41,6 +41,7 @@ def prepare(
     sequences: int | None = None,
     detect: Callable[[], list[GpuSpec]] | None = None,
     explain: bool = False,
+    extra_checks: Callable[[Manifest, list[Model], list[GpuSpec]], list[Problem]] | None = None,
 ) -> Prepared:
     """Everything up to the compose document; raises ManifestError listing every problem.
 
@@ -66,6 +67,8 @@ def prepare(
     derived += checks.problems(manifest, plan.models, None if gpus is None else len(gpus), dialect)
     derived += plan.problems
     derived += gateway.problems(manifest, plan.models, manifest_dir)
+    if extra_checks is not None:  # a target's own checks (Kubernetes), reported with the rest
+        derived += extra_checks(manifest, plan.models, gpus or [])
     found += [p for p in derived if not loaded.derived_from_pruned(p)]
     if found:
         raise ManifestError(dict.fromkeys(found))
