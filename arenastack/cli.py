@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from arenastack import report
+from arenastack import gateway, report
 from arenastack.output import write_atomically
 from arenastack.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
 from arenastack.pipeline import compose_text, prepare
@@ -148,6 +148,8 @@ def _render(args: argparse.Namespace) -> int:
     args.output = args.output or DEFAULT_OUTPUT
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
+    # Compose reads .env from the compose file's folder.
+    _warn(gateway.warnings(prepared.manifest, args.output.parent / ".env"))
     text = compose_text(prepared, args.output)
     write_atomically(args.output, text)
     models = ", ".join(m.service for m in prepared.plan.models)

@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from arenastack import endpoints, fetch_models, serialize
+from arenastack import endpoints, fetch_models, gateway, serialize
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -27,7 +27,7 @@ from arenastack.manifest import (
 )
 from arenastack.paths import IMAGES, TEMPLATES
 from arenastack.problems import RendererBug
-from arenastack.services import CONTROLLER_PORT, VLLM_PORT, WEBUI_PORT
+from arenastack.services import CONTROLLER_PORT, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
 
 HF_HOME = "/root/.cache/huggingface"
 LOGDIR = "/logs"
@@ -58,6 +58,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
         services[model.service] = _fragment("model", _model(stack, model, after, vllm_image))
     services["controller"] = _fragment("controller", _controller(manifest, fastchat_image))
     services["webui"] = _fragment("webui", _webui(stack, fastchat_image))
+    if manifest.gateway.enabled:
+        services["gateway"] = _fragment("gateway", _gateway(stack))
     document = _fragment(
         "stack",
         {
@@ -67,6 +69,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "fetch_models": fetch_models.source(),
         },
     )
+    if manifest.gateway.enabled:
+        document["configs"] = {**document["configs"], **_gateway_configs(stack)}
     top = {"name": document["name"]} if "name" in document else {}
     return {**top, "services": services, **_without(document, "name")}
 
@@ -249,6 +253,52 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
         "healthcheck": _probe(f"http://127.0.0.1:{WEBUI_PORT}/robots.txt"),
         "depends_on": depends_on,
     }
+
+
+def _gateway(stack: Stack) -> dict[str, Any]:
+    manifest = stack.manifest
+    settings = manifest.gateway
+    tag = gateway.image_tag(manifest)
+    if settings.build:
+        args = {"BASE_IMAGE": settings.base_image}
+        image = _built_image(stack, tag, IMAGES / "litellm", args)
+    else:
+        # LiteLLM's own image, pinned by version: pulled once if missing.
+        image = {"image": tag, "build": None, "pull_policy": "missing"}
+    configs = [
+        {"source": "gateway_config", "target": gateway.CONFIG_FILE},
+        {"source": "gateway_auth", "target": gateway.AUTH_FILE},
+    ]
+    volumes = None
+    if settings.keys_file is not None:
+        source = _host_path(stack, settings.keys_file)
+        volumes = [
+            {"type": "bind", "source": source, "target": gateway.KEYS_FILE, "read_only": True}
+        ]
+    port = str(GATEWAY_PORT)
+    return {
+        **image,
+        "entrypoint": ["litellm"],
+        "command": ["--config", gateway.CONFIG_FILE, "--host", "0.0.0.0", "--port", port],
+        "environment": {
+            # Passed by name: the value stays in the shell or .env, never in this file.
+            gateway.MASTER_KEY_ENV: None,
+            # The cost map inside the package; otherwise LiteLLM fetches it from GitHub at start.
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        },
+        "volumes": volumes,
+        "configs": configs,
+        "ports": _ports(
+            settings.bind_address or manifest.bind_address, settings.port, GATEWAY_PORT
+        ),
+        "healthcheck": _probe(f"http://127.0.0.1:{GATEWAY_PORT}/health/liveliness"),
+        "depends_on": {m.service: {"condition": "service_healthy"} for m in stack.models},
+    }
+
+
+def _gateway_configs(stack: Stack) -> dict[str, Any]:
+    text = gateway.config_text(stack.models, stack.manifest.gateway.request_timeout)
+    return _fragment("gateway-configs", {"config": text, "auth": gateway.auth_source()})
 
 
 # --- shared pieces -------------------------------------------------------------------------

@@ -376,6 +376,53 @@ class WebUI(Strict):
         return None if value is None else _ip_address(value)
 
 
+class Gateway(Strict):
+    enabled: bool = Field(
+        False,
+        description="Add a LiteLLM proxy: one OpenAI-compatible endpoint over every model, each "
+        "reachable by its served_model_name and by its display_name, behind a key "
+        "(LITELLM_MASTER_KEY from the shell or .env).",
+    )
+    port: Port = Field(4000, description="Host port of the gateway's OpenAI API.")
+    bind_address: str | None = Field(
+        None, description="Host address the gateway port binds to. Default: `bind_address`."
+    )
+    build: bool = Field(
+        False,
+        description="true builds the image here from PyPI's litellm[proxy] (images/litellm), "
+        "for hosts without a registry; false pulls LiteLLM's official image of the same version.",
+    )
+    base_image: NonEmptyStr = Field(
+        DEFAULT_SLIM_BASE_IMAGE, description="BASE_IMAGE build arg when `build` is true."
+    )
+    tag: (
+        Annotated[
+            str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$")
+        ]
+        | None
+    ) = Field(
+        None,
+        description="Image tag. Default ghcr.io/berriai/litellm:main-v1.108.7, or "
+        "arenastack/litellm:1.108.7 when `build` is true.",
+    )
+    keys_file: NonEmptyStr | None = Field(
+        None,
+        description="YAML file of per-user keys, `{user: key}`, relative to the manifest's "
+        "folder; mounted read-only and read at each request, so users are added without a "
+        "restart. Each key is accepted beside the master key. Default: the master key only.",
+    )
+    request_timeout: PositiveInt = Field(
+        600,
+        description="Seconds the gateway waits for one model's answer before it fails the "
+        "request; a model that is down fails at once.",
+    )
+
+    @field_validator("bind_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _ip_address(value)
+
+
 class Planner(Strict):
     full_length_sequences: PositiveInt = Field(
         1,
@@ -513,6 +560,9 @@ class Manifest(Strict):
     )
     controller: Controller = Field(Controller(), description="FastChat's controller.")
     webui: WebUI = Field(WebUI(), description="FastChat's web UI.")
+    gateway: Gateway = Field(
+        Gateway(), description="One OpenAI-compatible endpoint over every model (LiteLLM)."
+    )
     planner: Planner = Field(Planner(), description="How `auto` fractions and GPUs are chosen.")
     kubernetes: Kubernetes = Field(
         Kubernetes(), description="How `render.py --target kubernetes` renders the stack."

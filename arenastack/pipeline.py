@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack import checks, compose, inventory, planner, registry
+from arenastack import checks, compose, gateway, inventory, planner, registry
 from arenastack.dialect import Dialect, cpu_dialect, cuda_dialect
 from arenastack.manifest import GpuSpec, Manifest, Model, load_manifest, resolve_models
 from arenastack.paths import IMAGES
@@ -69,6 +69,7 @@ def prepare(
     # The models' architectures against the image's vLLM model registry (arenastack/registry.py).
     unsupported, unchecked = registry.check(manifest, plan.models, dialect, manifest_dir)
     derived += unsupported
+    derived += gateway.problems(manifest, plan.models, manifest_dir)
     if extra_checks is not None:  # a target's own checks (Kubernetes), reported with the rest
         derived += extra_checks(manifest, plan.models, gpus or [])
     found += [p for p in derived if not loaded.derived_from_pruned(p)]

@@ -5,8 +5,9 @@ manifest's business.
 """
 
 # A model may not take these names: they are the stack's own services.
-STACK_SERVICES = ("controller", "webui", "fetch-models")
+STACK_SERVICES = ("controller", "webui", "fetch-models", "gateway")
 
 VLLM_PORT = 8000
 CONTROLLER_PORT = 21001
 WEBUI_PORT = 7860
+GATEWAY_PORT = 4000

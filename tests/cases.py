@@ -40,6 +40,7 @@ CASES = [
     Case("hostile", FIXTURES / "manifests/hostile.yaml", "1x80@9.0"),
     Case("wheel", FIXTURES / "manifests/wheel.yaml", "1x80@9.0"),
     Case("single-ui-host-cache", FIXTURES / "manifests/single-ui-host-cache.yaml", "1x24@8.9"),
+    Case("gateway", FIXTURES / "manifests/gateway.yaml", None),
 ]
 
 # The compose file is rendered as if written to the repository root, as `python render.py` does.

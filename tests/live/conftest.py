@@ -33,7 +33,7 @@ import yaml
 from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
-from arenastack import cli
+from arenastack import cli, gateway
 from arenastack.services import WEBUI_PORT
 from tests.conftest import REPO, make_tiny_models
 
@@ -306,6 +306,9 @@ def live_manifest(report: Report) -> Iterator[Path]:
         warnings.warn(LiveTestsSkipped(reason), stacklevel=1)
         pytest.skip(f"live stack unavailable: {reason}")
     make_tiny_models()
+    # The gateway's master key, one per run unless the shell has one: Compose passes it to the
+    # gateway by name from this process's environment (tests/live/test_gateway.py).
+    os.environ.setdefault(gateway.MASTER_KEY_ENV, f"sk-live-{secrets.token_hex(16)}")
     manifest = RUN.render(MANIFEST)
     started = time.monotonic()
     report.figures["images_built"] = build_stale_images(compose_client())
