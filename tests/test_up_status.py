@@ -191,3 +191,17 @@ def test_inspect_record_and_project_name() -> None:
     later = datetime(2026, 11, 25, 15, 1, 0, 123456, tzinfo=timezone.utc)
     assert record.uptime_s(later) == 60.0
     assert record.ip_address == "172.18.0.3"
+
+
+def test_a_process_is_matched_to_its_container_by_cgroup() -> None:
+    import os
+    from pathlib import Path
+
+    cgroup = Path(f"/proc/{os.getpid()}/cgroup").read_text()
+    marker = max((line.rsplit("/", 1)[-1] for line in cgroup.splitlines()), key=len)
+    if not marker:
+        pytest.skip(f"this process sits in root cgroups only ({cgroup!r}): nothing to match")
+    mine = {"other": container("other", id="0123456789ab"), "mine": container("mine", id=marker)}
+    assert stack_status.container_of(os.getpid(), mine) == "mine"
+    assert stack_status.container_of(os.getpid(), {"other": mine["other"]}) is None
+    assert stack_status.container_of(2**22 + 7, mine) is None  # no such process
