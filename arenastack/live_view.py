@@ -69,6 +69,7 @@ class Watch:
     others: list[str]
     max_restarts: int
     started: float
+    device: str = "cuda"
     lines: dict[str, Line] = field(default_factory=dict)
     loading: set[str] = field(default_factory=set)
     after: dict[str, list[str]] = field(default_factory=dict)
@@ -79,7 +80,9 @@ class Watch:
         )
         self.lines[FETCH] = Line(FETCH, FETCH, since=self.started)
         for model in ordered(self.models):
-            self.lines[model.service] = Line(model.service, model_label(model), since=self.started)
+            self.lines[model.service] = Line(
+                model.service, model_label(model, self.device), since=self.started
+            )
         for service in self.others:
             self.lines[service] = Line(service, service, since=self.started)
 
@@ -155,10 +158,11 @@ def ordered(models: list[Model]) -> list[Model]:
     return sorted(models, key=lambda m: min(m.gpus) if m.gpus != "auto" else 0)
 
 
-def model_label(model: Model) -> str:
+def model_label(model: Model, device: str) -> str:
     assert model.gpus != "auto"
     gpus = "+".join(str(i) for i in model.gpus)
-    return f"GPU {gpus} · {model.service}"
+    # On CPU, `gpu` names a start slot.
+    return f"{'slot' if device == 'cpu' else 'GPU'} {gpus} · {model.service}"
 
 
 # --- output --------------------------------------------------------------------------------
@@ -242,7 +246,7 @@ def up(
         s for s in ("controller", "webui", "prometheus", "grafana") if s in document["services"]
     ]
     started = time.monotonic()
-    watch = Watch(models, others, max_restarts, started)
+    watch = Watch(models, others, max_restarts, started, manifest.device)
     with tempfile.TemporaryFile(mode="w+") as compose_output:
         starter = subprocess.Popen(
             [*docker.client_config.docker_compose_cmd, "up", "--detach", "--remove-orphans"],
