@@ -231,5 +231,5 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status.as_json(), indent=2))
     else:
-        stack_status.print_table(status)
+        stack_status.print_table(status, prepared.manifest.device)
     return 0

@@ -247,16 +247,20 @@ def _number(value: float | None, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def print_table(status: StackStatus) -> None:
+def print_table(status: StackStatus, device: str) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{status.project} (vLLM metric names: {status.metric_names})")
     for column in (
         "model", "gpu", "given", "state", "health", "restarts", "uptime", "KV cache",
-        "running", "waiting", "gen tok/s", "TTFT p50", "TTFT p95", "GPU MiB used/plan",
+        "running", "waiting", "gen tok/s", "TTFT p50", "TTFT p95",
     ):  # fmt: skip
         table.add_column(column)
+    if device == "cuda":
+        table.add_column("GPU MiB used/plan")
     for m in status.models:
         given = (
             f"{m.cpu_kvcache_space_gib} GiB KV"
@@ -270,7 +274,7 @@ def print_table(status: StackStatus) -> None:
             if m.gpu_memory_planned_mib is not None
             else "-"
         )
-        table.add_row(
+        row = [
             m.service,
             ",".join(map(str, m.gpus)),
             given,
@@ -284,12 +288,13 @@ def print_table(status: StackStatus) -> None:
             _number(m.generation_tokens_per_s, ".1f"),
             _number(None if m.ttft_p50_s is None else m.ttft_p50_s * 1000, ".0f", " ms"),
             _number(None if m.ttft_p95_s is None else m.ttft_p95_s * 1000, ".0f", " ms"),
-            memory,
-        )
-    console = Console()
+        ]
+        table.add_row(*row, *([memory] if device == "cuda" else []))
+    # Piped, rich would fold the table into 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     for name, service in status.services.items():
-        console.print(f"{name}: {service['state']}, {service['health'] or 'no healthcheck'}")
+        console.print(f"{name}: {service['state']}, health {service['health'] or '-'}")
     windows = {
         m.tokens_per_s_source: m.tokens_per_s_window_s
         for m in status.models
