@@ -89,7 +89,7 @@ def look(docker: DockerClient, project: str) -> dict[str, Container]:
     """The project's containers by service (the newest when a service has several)."""
     ids = [
         c.id
-        for c in docker.container.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+        for c in docker.container.list(all=True, filters=[("label", f"{PROJECT_LABEL}={project}")])
     ]
     if not ids:
         return {}
