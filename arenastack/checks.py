@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from arenastack.dialect import Dialect, vllm_flag
+from arenastack import memory
+from arenastack.dialect import Dialect, cuda_dialect, vllm_flag
 from arenastack.manifest import Manifest, Model
-from arenastack.memory import CUDA_CONTEXT_GIB, safe_fraction_total
+from arenastack.memory import MemoryModel, safe_fraction_total
 from arenastack.problems import Problem, field_path
 from arenastack.services import STACK_SERVICES
 from arenastack.sharing import fraction_terms, fraction_total, models_by_gpu
@@ -56,7 +57,8 @@ def problems(
 def warnings(manifest: Manifest, models: list[Model], gpu_memory_gib: list[float]) -> list[Problem]:
     found: list[Problem] = []
     if manifest.device == "cuda":
-        found += _tight_gpus(models, gpu_memory_gib)
+        mm = memory.for_version(cuda_dialect(manifest.images.vllm.vllm_ref).version)
+        found += _tight_gpus(models, gpu_memory_gib, mm)
     if manifest.webui.mode == "multi" and len(models) < 2:
         found.append(
             Problem("models", "the arena and side-by-side tabs need at least two enabled models")
@@ -115,19 +117,24 @@ def _fraction_sums(manifest: Manifest, models: list[Model]) -> Iterator[Problem]
             )
 
 
-def _tight_gpus(models: list[Model], gpu_memory_gib: list[float]) -> Iterator[Problem]:
+def _tight_gpus(
+    models: list[Model], gpu_memory_gib: list[float], mm: MemoryModel = memory.V0_8
+) -> Iterator[Problem]:
     for index, sharing in models_by_gpu(models).items():
         if index >= len(gpu_memory_gib):
             continue
         total = fraction_total(sharing)
-        bound = safe_fraction_total(len(sharing), gpu_memory_gib[index])
+        # What each earlier server holds outside its fraction, for this vLLM version (memory.py).
+        outside = mm.outside_gib(all(m.enforce_eager for m in sharing[:-1]))
+        bound = safe_fraction_total(len(sharing), gpu_memory_gib[index], outside, mm)
         if bound < total <= 1.0 + 1e-9:
             terms = fraction_terms(sharing)
             yield Problem(
                 sharing[-1].path_of("gpu_memory_utilization"),
                 f"GPU {index} is nearly full: {terms} = {total:.2f}, above the safe "
                 f"{bound:.3f} for {len(sharing)} servers on {gpu_memory_gib[index]:.0f} GiB. Each "
-                f"earlier server also holds a CUDA context (~{CUDA_CONTEXT_GIB} GiB), and current "
+                f"earlier server also holds ~{outside} GiB outside its fraction (CUDA context and "
+                f"more; {mm.name}), and current "
                 "vLLM refuses to start unless free memory >= total x fraction; lower a fraction "
                 "if a later server fails at start-up",
             )

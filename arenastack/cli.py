@@ -1,13 +1,15 @@
 """The command line behind render.py.
 
     render.py [MANIFEST] [-o docker-compose.yml] [--gpus 2x80@8.0]
+    render.py --target kubernetes [MANIFEST] [-o kubernetes] [--gpu-sharing whole|hami]
     render.py plan [MANIFEST] [--gpus SPEC] [--sequences N] [--json]
     render.py schema [--check]
     render.py up [MANIFEST] [-o docker-compose.yml]      (render, build, start, watch)
     render.py status [MANIFEST] [-o docker-compose.yml] [--json]
 
-Exit status: 0 done, 2 the manifest (or the command line) has problems, each printed as one
-line naming the field. Nothing is written unless everything is right.
+Exit status: 0 done; 1 arenastack is not installed from a checkout; 2 the manifest (or the
+command line) has problems, each printed as one line naming the field; 3 a bug in arenastack (the
+rendered file breaks the Compose specification). Nothing is written unless everything is right.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from pathlib import Path
 
 from arenastack import report
 from arenastack.output import write_atomically
-from arenastack.paths import MANIFEST_SCHEMA, README
+from arenastack.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
 from arenastack.pipeline import compose_text, prepare
-from arenastack.problems import ManifestError, Problem
+from arenastack.problems import ManifestError, Problem, RendererBug
 from arenastack.schema import reference_markdown, schema_text
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
 DEFAULT_OUTPUT = Path("docker-compose.yml")
+DEFAULT_KUBERNETES_OUTPUT = Path("kubernetes")
+NOT_A_CHECKOUT = 1
 USAGE_ERROR = 2
+RENDERER_BUG = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if missing_from_checkout():
+        print(f"error: {INSTALL_HINT}", file=sys.stderr)
+        return NOT_A_CHECKOUT
     command = argv[0] if argv and argv[0] in ("plan", "schema", "up", "status") else "render"
     arguments = argv[1:] if command != "render" else argv
     try:
@@ -47,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return USAGE_ERROR
+    except RendererBug as bug:
+        print(
+            "internal error: the rendered file breaks the Compose specification. This is a bug "
+            "in arenastack, not in your manifest; nothing was written. Please report it with "
+            "the manifest. Details:",
+            file=sys.stderr,
+        )
+        for detail in bug.details:
+            print(f"  {detail}", file=sys.stderr)
+        return RENDERER_BUG
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -76,8 +94,21 @@ def _render_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help=f"compose file to write (default {DEFAULT_OUTPUT})",
+        default=None,
+        help=f"compose file to write (default {DEFAULT_OUTPUT}); with --target kubernetes the "
+        f"folder (default {DEFAULT_KUBERNETES_OUTPUT})",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("compose", "kubernetes"),
+        default="compose",
+        help="compose: a docker-compose file; kubernetes: a kustomization folder",
+    )
+    parser.add_argument(
+        "--gpu-sharing",
+        choices=("whole", "hami"),
+        help="with --target kubernetes: whole GPUs per model, or HAMi memory slices "
+        "(default: the manifest's kubernetes.gpu_sharing)",
     )
     return parser
 
@@ -116,12 +147,34 @@ def _warn(problems: list[Problem]) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    if args.target == "kubernetes":
+        return _render_kubernetes(args)
+    if args.gpu_sharing is not None:
+        raise ManifestError([Problem("--gpu-sharing", "only applies with --target kubernetes")])
+    args.output = args.output or DEFAULT_OUTPUT
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
     text = compose_text(prepared, args.output)
     write_atomically(args.output, text)
     models = ", ".join(m.service for m in prepared.plan.models)
     print(f"wrote {args.output} ({models}; vLLM dialect {prepared.dialect.label})")
+    return 0
+
+
+def _render_kubernetes(args: argparse.Namespace) -> int:
+    from arenastack import kubernetes
+
+    prepared, sharing = kubernetes.prepare(args.manifest, args.gpus, args.gpu_sharing)
+    _warn(prepared.warnings + kubernetes.warnings(prepared.manifest))
+    files = kubernetes.build(prepared, sharing, args.manifest.as_posix())
+    output = args.output or DEFAULT_KUBERNETES_OUTPUT
+    kubernetes.write_directory(output, files)
+    models = ", ".join(m.service for m in prepared.plan.models)
+    print(
+        f"wrote {output}/ ({len(files)} files: {models}; GPU sharing {sharing}; "
+        f"vLLM dialect {prepared.dialect.label})"
+    )
+    print("images the cluster pulls: " + ", ".join(kubernetes.images_pulled(prepared)))
     return 0
 
 

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import jsonschema
-import yaml
 
-from arenastack import endpoints, fetch_models, monitoring
+from arenastack import endpoints, fetch_models, monitoring, serialize
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -28,7 +26,7 @@ from arenastack.manifest import (
     Model,
 )
 from arenastack.paths import IMAGES, TEMPLATES
-from arenastack.problems import ManifestError, Problem
+from arenastack.problems import RendererBug
 from arenastack.services import CONTROLLER_PORT, VLLM_PORT, WEBUI_PORT
 from arenastack.vllm_metrics import metric_names
 
@@ -325,14 +323,10 @@ def _monitoring_configs(stack: Stack) -> dict[str, Any]:
     configs = _fragment(
         "monitoring-configs",
         {
-            "prometheus_config": yaml.safe_dump(
-                monitoring.prometheus_config(stack.models, device), sort_keys=False
-            ),
-            "prometheus_rules": yaml.safe_dump(
-                monitoring.prometheus_rules(stack.models, device), sort_keys=False
-            ),
-            "grafana_datasources": yaml.safe_dump(monitoring.grafana_datasources()),
-            "grafana_providers": yaml.safe_dump(monitoring.grafana_providers()),
+            "prometheus_config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
+            "prometheus_rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
+            "grafana_datasources": serialize.dump(monitoring.grafana_datasources()),
+            "grafana_providers": serialize.dump(monitoring.grafana_providers()),
             "grafana_dashboard": json.dumps(
                 monitoring.dashboard(stack.models, names, device), indent=1
             ),
@@ -412,6 +406,15 @@ def _vllm_image(stack: Stack) -> dict[str, Any]:
         context = IMAGES / "vllm-cpu"
         args = {"BASE_IMAGE": settings.base_image or stack.manifest.images.fastchat.base_image}
         tag = settings.tag or f"arenastack/vllm-cpu:{stack.dialect.label.removeprefix('v')}"
+    elif settings.source == "wheel":
+        # The released wheel (images/vllm-wheel): no arch list, nothing compiled.
+        context = IMAGES / "vllm-wheel"
+        version = settings.vllm_ref.removeprefix("v")
+        args = {
+            "BASE_IMAGE": settings.base_image or DEFAULT_CUDA_BASE_IMAGE,
+            "VLLM_VERSION": version,
+        }
+        tag = settings.tag or f"arenastack/vllm-wheel:v{version}"
     else:
         context = IMAGES / "vllm"
         args = {
@@ -485,7 +488,7 @@ def _environment() -> jinja2.Environment:
 
 def _fragment(name: str, values: dict[str, Any]) -> dict[str, Any]:
     text = _environment().get_template(f"{name}.yaml.j2").render(values)
-    data = yaml.safe_load(text)
+    data = serialize.load(text)
     assert isinstance(data, dict)
     # A null value means "not set" for this stack: the key is left out.
     return {key: value for key, value in data.items() if value is not None}
@@ -508,36 +511,19 @@ def _compose_schema() -> dict[str, Any]:
 
 
 def validate(document: dict[str, Any]) -> None:
-    """Raise if the document breaks the Compose specification: a renderer bug, not user error."""
+    """Raise RendererBug if the document breaks the Compose specification."""
+    # Imported here: building the validator costs more than rendering a large stack.
+    import jsonschema
+
     validator_class = jsonschema.validators.validator_for(_compose_schema())
     errors = sorted(validator_class(_compose_schema()).iter_errors(document), key=str)
     if errors:
-        raise ManifestError(
-            Problem("/".join(map(str, e.absolute_path)), f"not valid Compose: {e.message}")
-            for e in errors
+        raise RendererBug(
+            f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors
         )
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _string)
-
-
 def dump(document: dict[str, Any], header: str) -> str:
-    body = yaml.dump(
-        document,
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        width=100,
-        default_flow_style=False,
-    )
+    body = serialize.dump(document)
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return comment + body

@@ -30,8 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from arenastack import serialize
 from arenastack.problems import ManifestError, Problem, field_path
-from arenastack.serialize import SafeLoader
 
 # A compose service name that is also a DNS label, so services reach each other by name.
 SERVICE_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -44,6 +44,8 @@ LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
 # and serves the seed's five models: v0.8.3 dropped the DeciLM-7B implementation (vLLM #15008).
 # The README's compatibility matrix says more.
 DEFAULT_VLLM_REF = "v0.8.2"
+# A release tag, as PyPI names the version: v0.8.2, v0.6.3.post1.
+RELEASE_REF = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(\.post[0-9]+)?$")
 DEFAULT_CUDA_BASE_IMAGE = "nvcr.io/nvidia/pytorch:24.01-py3"
 DEFAULT_SLIM_BASE_IMAGE = "python:3.11-slim-bookworm"
 
@@ -286,6 +288,13 @@ GpuInventorySetting = Annotated[
 
 
 class VllmImage(Strict):
+    source: Literal["git", "wheel"] = Field(
+        "git",
+        description="How the CUDA image gets vLLM: 'git' compiles vllm_ref from source for "
+        "cuda_arch_list (images/vllm); 'wheel' installs the released vllm==<vllm_ref> wheel and "
+        "its pinned torch, no compilation, every architecture of the release (images/vllm-wheel). "
+        "Ignored on CPU.",
+    )
     base_image: NonEmptyStr | None = Field(
         None,
         description="BASE_IMAGE build arg. Default nvcr.io/nvidia/pytorch:24.01-py3 (CUDA) or "
@@ -312,6 +321,15 @@ class VllmImage(Strict):
     ) = Field(None, description="Image tag. Default derived from device, ref and arch list.")
     max_jobs: PositiveInt | None = Field(None, description="MAX_JOBS build arg (compile jobs).")
     nvcc_threads: PositiveInt | None = Field(None, description="NVCC_THREADS build arg.")
+
+    @model_validator(mode="after")
+    def _wheel_needs_a_release(self) -> VllmImage:
+        if self.source == "wheel" and not RELEASE_REF.match(self.vllm_ref):
+            raise ValueError(
+                f"source 'wheel' installs a released vLLM: vllm_ref must be a release tag such as "
+                f"v0.8.2, not {self.vllm_ref!r}"
+            )
+        return self
 
 
 class FastChatImage(Strict):
@@ -444,6 +462,67 @@ class Monitoring(Strict):
         return None if value is None else _ip_address(value)
 
 
+# An image registry host with an optional port and path: `registry.example.com:5000/team`.
+REGISTRY_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$"
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class Kubernetes(Strict):
+    """Used only by `render.py --target kubernetes`."""
+
+    gpu_sharing: Literal["whole", "hami"] = Field(
+        "whole",
+        description="'whole': every model requests whole GPUs (nvidia.com/gpu), so two models "
+        "on one GPU index are refused. 'hami': models sharing a GPU get HAMi memory slices "
+        "(nvidia.com/gpumem, MiB) of fraction x the GPU's memory; needs HAMi in the cluster. "
+        "--gpu-sharing on the command line wins.",
+    )
+    registry: Annotated[str, Field(pattern=REGISTRY_PATTERN)] | None = Field(
+        None,
+        description="Registry prefix the images built here are pushed to, e.g. "
+        "'registry.example.com/arena': the cluster pulls '<registry>/<image tag>'. Default: "
+        "the bare local tags, which the nodes must already hold.",
+    )
+    namespace: Annotated[str, Field(pattern=DNS_LABEL_PATTERN)] | None = Field(
+        None, description="Namespace of every resource (kustomization `namespace`)."
+    )
+    storage_class: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
+        None,
+        description="storageClassName of the Hugging Face cache volume, which must support "
+        "ReadWriteMany (NFS, CephFS, EFS, Filestore...). Default: the cluster's default class.",
+    )
+    hf_cache_size: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")] = Field(
+        "500Gi", description="Size of the Hugging Face cache volume."
+    )
+    logs_size: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")] = Field(
+        "1Gi", description="Size of the web UI's volume for conversations and votes."
+    )
+    secret: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN)] = Field(
+        "arenastack-env",
+        description="Secret (created by you, never rendered) that holds HF_TOKEN and every "
+        "`env` variable passed by name (null value), one key per variable; optional keys.",
+    )
+    node_selector: dict[
+        Annotated[str, Field(pattern=LABEL_KEY_PATTERN)],
+        Annotated[str, Field(pattern=LABEL_VALUE_PATTERN)],
+    ] = Field(
+        {},
+        description="nodeSelector of the model pods, e.g. {kubernetes.io/hostname: gpu-node-1} "
+        "to keep every model on one node.",
+    )
+    gpu_uuids: list[Annotated[str, Field(pattern=r"^GPU-[A-Za-z0-9-]+$")]] | None = Field(
+        None,
+        description="With gpu_sharing: hami, the physical GPU behind each manifest GPU index "
+        "(`nvidia-smi -L`), passed to HAMi as the nvidia.com/use-gpuuuid annotation so models "
+        "sharing an index share that card. Default: HAMi's scheduler picks.",
+    )
+
+
 def _ip_address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -490,6 +569,9 @@ class Manifest(Strict):
     planner: Planner = Field(Planner(), description="How `auto` fractions and GPUs are chosen.")
     monitoring: Monitoring = Field(
         Monitoring(), description="Prometheus and Grafana for the model servers (opt-in)."
+    )
+    kubernetes: Kubernetes = Field(
+        Kubernetes(), description="How `render.py --target kubernetes` renders the stack."
     )
     defaults: ModelSettings = Field(
         ModelSettings(), description="Settings every model takes unless it sets its own."
@@ -673,7 +755,7 @@ def load_manifest(path: Path) -> Loaded:
     except OSError as error:
         return Loaded(None, [Problem("", f"cannot read manifest {path}: {error.strerror}")], ())
     try:
-        data = yaml.load(text, Loader=SafeLoader)
+        data = serialize.load(text)
     except yaml.YAMLError as error:
         where = ""
         if mark := getattr(error, "problem_mark", None):

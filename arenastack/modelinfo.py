@@ -54,6 +54,9 @@ class ModelInfo:
     hidden_size: int
     intermediate_size: int
     vocab_size: int
+    # config.json's `architectures` and top-level keys: what vLLM's model registry is asked.
+    architectures: tuple[str, ...] = ()
+    config_keys: frozenset[str] = frozenset()
 
     @property
     def kv_heads_total(self) -> int:
@@ -83,6 +86,8 @@ def from_config(config: dict[str, Any], parameters: int | None, source: str) -> 
         hidden_size=int(text["hidden_size"]),
         intermediate_size=int(text.get("intermediate_size") or 4 * int(text["hidden_size"])),
         vocab_size=int(text.get("vocab_size") or 32000),
+        architectures=tuple(str(a) for a in config.get("architectures") or ()),
+        config_keys=frozenset(config),
     )
 
 

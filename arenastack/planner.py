@@ -28,9 +28,10 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from arenastack import modelinfo
+from arenastack import memory, modelinfo
+from arenastack.dialect import cuda_dialect
 from arenastack.manifest import GpuSpec, Manifest, Model
-from arenastack.memory import safe_fraction_total
+from arenastack.memory import V0_8, MemoryModel, safe_fraction_total
 from arenastack.modelinfo import DTYPE_BYTES, ModelInfo
 from arenastack.problems import Problem
 from arenastack.sharing import fraction_terms, fraction_total, models_by_gpu
@@ -140,9 +141,27 @@ def activation_bytes(model: Model, info: ModelInfo | None) -> int:
     return tokens * per_token // model.tensor_parallel_size + logits
 
 
-def overhead_bytes(model: Model, info: ModelInfo | None) -> int:
+def overhead_bytes(
+    model: Model, info: ModelInfo | None, mm: MemoryModel = V0_8, gpu: GpuSpec | None = None
+) -> int:
+    """Inside the fraction besides weights and KV cache, per vLLM version (arenastack/memory.py);
+    `gpu` decides vLLM's batch defaults (an 80 GiB A100's when unknown)."""
     graphs = 0.0 if model.enforce_eager else CUDA_GRAPHS_GIB
-    return activation_bytes(model, info) + int((NON_TORCH_GIB + graphs) * GIB)
+    if info is None:
+        return activation_bytes(model, info) + int((NON_TORCH_GIB + graphs) * GIB)
+    return memory.overhead_bytes(
+        mm,
+        hidden=info.hidden_size,
+        intermediate=info.intermediate_size,
+        vocab=info.vocab_size,
+        dtype_bytes=served_dtype_bytes(model, info),
+        max_model_len=model.max_model_len or info.max_position_embeddings or 2048,
+        tensor_parallel=model.tensor_parallel_size,
+        enforce_eager=model.enforce_eager,
+        architectures=info.architectures,
+        gpu_memory_gib=gpu.memory_gib if gpu else 80.0,
+        compute_capability=gpu.compute_capability if gpu else "8.0",
+    )
 
 
 def plan(
@@ -183,10 +202,18 @@ def _tokens(model: Model, info: ModelInfo | None, sequences: int) -> int | None:
     return None if length is None else length * sequences
 
 
-def _entry(model: Model, info: ModelInfo | None, sequences: int, memory: int | None) -> ModelPlan:
+def _entry(
+    model: Model,
+    info: ModelInfo | None,
+    sequences: int,
+    memory: int | None,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
+) -> ModelPlan:
+    """`memory`: the total the fraction applies to (the version's usable memory)."""
     kv_cache = None
     weights = weights_bytes(model, info)
-    overhead = overhead_bytes(model, info)
+    overhead = overhead_bytes(model, info, mm, gpu)
     if memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
         kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead
     return ModelPlan(
@@ -211,6 +238,19 @@ def _plan_cpu(models: list[Model], infos: list[ModelInfo | None], sequences: int
     return Plan(settled, entries, [], [], warnings)
 
 
+def _short_of_one_sequence(entry: ModelPlan) -> Problem | None:
+    length = entry.model.max_model_len or (
+        entry.info.max_position_embeddings if entry.info else None
+    )
+    if entry.kv_tokens is None or length is None or entry.kv_tokens >= length:
+        return None
+    return Problem(
+        entry.model.path_of("gpu_memory_utilization"),
+        f"{entry.model.gpu_memory_utilization} buys {entry.kv_tokens:,} tokens of KV cache, fewer "
+        f"than one sequence of max_model_len ({length:,}): vLLM refuses to start",
+    )
+
+
 def _short_of_kv(entry: ModelPlan, setting: str) -> Problem | None:
     if entry.kv_tokens is None or entry.tokens is None or entry.kv_tokens >= entry.tokens:
         return None
@@ -228,7 +268,9 @@ def _plan_cuda(
     gpus: list[GpuSpec],
     sequences: int,
 ) -> Plan:
-    memory = [int(gpu.memory_gib * GIB) for gpu in gpus]
+    # The version's memory model; fractions apply to the memory CUDA reports (memory.py).
+    mm = memory.for_version(cuda_dialect(manifest.images.vllm.vllm_ref).version)
+    memory_of = [int(mm.usable_gib(gpu.memory_gib) * GIB) for gpu in gpus]
     problems: list[Problem] = []
     settled: list[Model] = []
     # First settle the fractions of placed models, then place the 'auto' ones.
@@ -236,28 +278,35 @@ def _plan_cuda(
         if _unplannable(model):
             settled.append(model)
             continue
-        gpu_memory = None
-        if model.gpus != "auto" and all(i < len(memory) for i in model.gpus):
-            gpu_memory = min(memory[i] for i in model.gpus)
+        gpu_memory, gpu = None, None
+        if model.gpus != "auto" and all(i < len(memory_of) for i in model.gpus):
+            gpu_memory, gpu = min((memory_of[i], gpus[i]) for i in model.gpus)
         if model.gpu_memory_utilization == "auto" and model.gpus != "auto":
-            fraction, problem = _auto_fraction(model, info, sequences, gpu_memory)
+            fraction, problem = _auto_fraction(model, info, sequences, gpu_memory, mm, gpu)
             if problem:
                 problems.append(problem)
             elif fraction:
                 model = replace(model, gpu_memory_utilization=fraction)
         settled.append(model)
-    placed, placement_problems = _place(manifest, settled, infos, memory, sequences)
+    placed, placement_problems = _place(manifest, settled, infos, memory_of, sequences, mm, gpus)
     problems += placement_problems
-    problems += _over_budget(manifest, models, placed, memory)
+    problems += _over_budget(manifest, models, placed, memory_of)
     if problems:
         return Plan(placed, [], gpus, problems, [])
     entries = []
     for model, info in zip(placed, infos, strict=True):
         assert model.gpus != "auto"
-        gpu_memory = min((memory[i] for i in model.gpus if i < len(memory)), default=None)
-        entries.append(_entry(model, info, sequences, gpu_memory))
-    warnings = [w for e in entries if (w := _short_of_kv(e, "gpu_memory_utilization"))]
-    return Plan(placed, entries, gpus, [], warnings)
+        on = [(memory_of[i], gpus[i]) for i in model.gpus if i < len(memory_of)]
+        gpu_memory, gpu = min(on) if on else (None, None)
+        entries.append(_entry(model, info, sequences, gpu_memory, mm, gpu))
+    warnings = [
+        w
+        for e in entries
+        if (w := _short_of_kv(e, "gpu_memory_utilization")) and not _short_of_one_sequence(e)
+    ]
+    # vLLM refuses to start when one sequence of max_model_len does not fit its KV cache.
+    refused = [p for e in entries if (p := _short_of_one_sequence(e))]
+    return Plan(placed, entries, gpus, refused, warnings)
 
 
 def _unplannable(model: Model) -> bool:
@@ -292,7 +341,12 @@ def _over_budget(
 
 
 def _auto_fraction(
-    model: Model, info: ModelInfo | None, sequences: int, gpu_memory: int | None
+    model: Model,
+    info: ModelInfo | None,
+    sequences: int,
+    gpu_memory: int | None,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
 ) -> tuple[float, Problem | None]:
     path = model.path_of("gpu_memory_utilization")
     if info is None:
@@ -303,7 +357,7 @@ def _auto_fraction(
         )
     if gpu_memory is None:
         return 0.0, None  # the index check reports the missing GPU
-    needed = _entry(model, info, sequences, gpu_memory).fraction_needed
+    needed = _entry(model, info, sequences, gpu_memory, mm, gpu).fraction_needed
     if needed is None:
         return 0.0, Problem(
             path,
@@ -332,6 +386,8 @@ def _place(
     infos: list[ModelInfo | None],
     memory: list[int],
     sequences: int,
+    mm: MemoryModel = V0_8,
+    gpus: list[GpuSpec] | None = None,
 ) -> tuple[list[Model], list[Problem]]:
     """Best-fit decreasing: the biggest model first, onto the GPU it leaves least room on."""
     budget = manifest.planner.gpu_budget
@@ -346,7 +402,7 @@ def _place(
     problems = []
     for position, model in waiting:
         info = infos[position]
-        need = _needed_bytes(model, info, sequences)
+        need = _needed_bytes(model, info, sequences, mm, gpus[0] if gpus else None)
         if need is None and model.gpu_memory_utilization != "auto" and memory:
             need = int(float(model.gpu_memory_utilization) * max(memory))
         if need is None:
@@ -363,7 +419,10 @@ def _place(
     def room(index: int) -> float:
         """Fraction of GPU `index` still free for one more server, within the budget and the
         headroom every server's CUDA context takes."""
-        safe = safe_fraction_total(count[index] + 1, memory[index] / GIB)
+        eager = all(m.enforce_eager for m in models)
+        safe = safe_fraction_total(
+            count[index] + 1, memory[index] / GIB + mm.reserved_gib, mm.outside_gib(eager), mm
+        )
         return min(budget, safe) - used[index]
 
     placed = list(models)
@@ -396,7 +455,13 @@ def _place(
     return placed, problems
 
 
-def _needed_bytes(model: Model, info: ModelInfo | None, sequences: int) -> int | None:
+def _needed_bytes(
+    model: Model,
+    info: ModelInfo | None,
+    sequences: int,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
+) -> int | None:
     if info is None:
         return None
-    return _entry(replace(model, gpus=(0,)), info, sequences, None).needed_bytes
+    return _entry(replace(model, gpus=(0,)), info, sequences, None, mm, gpu).needed_bytes

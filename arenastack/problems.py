@@ -29,3 +29,12 @@ class ManifestError(Exception):
 
 def field_path(*parts: str | int) -> str:
     return ".".join(str(p) for p in parts)
+
+
+class RendererBug(Exception):
+    """What the renderer produced breaks the Compose specification: a bug in arenastack, never
+    the manifest's fault. The command line says so, with its own exit status."""
+
+    def __init__(self, details: Iterable[str]) -> None:
+        self.details = list(details)
+        super().__init__("\n".join(self.details))

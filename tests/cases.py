@@ -34,9 +34,11 @@ CASES = [
     Case("two-gpus", REPO / "compose/experiments/two-gpus.yaml", "2x80@8.0"),
     Case("tensor-parallel", REPO / "compose/experiments/tensor-parallel.yaml", "3x80@9.0"),
     Case("planned", REPO / "compose/experiments/planned.yaml", "2x48@8.6"),
+    Case("current", REPO / "compose/experiments/current.yaml", "1x80@9.0"),
     Case("cpu", REPO / "compose/cpu.yaml", None),
     Case("current-vllm", FIXTURES / "manifests/current-vllm.yaml", "2x80@9.0"),
     Case("hostile", FIXTURES / "manifests/hostile.yaml", "1x80@9.0"),
+    Case("wheel", FIXTURES / "manifests/wheel.yaml", "1x80@9.0"),
     Case("single-ui-host-cache", FIXTURES / "manifests/single-ui-host-cache.yaml", "1x24@8.9"),
 ]
 

