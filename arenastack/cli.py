@@ -4,6 +4,8 @@
     render.py --target kubernetes [MANIFEST] [-o kubernetes] [--gpu-sharing whole|hami]
     render.py plan [MANIFEST] [--gpus SPEC] [--sequences N] [--json]
     render.py schema [--check]
+    render.py up [MANIFEST] [-o docker-compose.yml]      (render, build, start, watch)
+    render.py status [MANIFEST] [-o docker-compose.yml] [--json]
 
 Exit status: 0 done; 1 arenastack is not installed from a checkout; 2 the manifest (or the
 command line) has problems, each printed as one line naming the field; 3 a bug in arenastack (the
@@ -37,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     if missing_from_checkout():
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
         return NOT_A_CHECKOUT
-    command = argv[0] if argv and argv[0] in ("plan", "schema") else "render"
+    command = argv[0] if argv and argv[0] in ("plan", "schema", "up", "status") else "render"
     arguments = argv[1:] if command != "render" else argv
     try:
         if command == "plan":
             return _plan(_plan_parser().parse_args(arguments))
         if command == "schema":
             return _schema(_schema_parser().parse_args(arguments))
+        if command == "up":
+            return _up(operator_parser("up").parse_args(arguments))
+        if command == "status":
+            return _status(operator_parser("status").parse_args(arguments))
         return _render(_render_parser().parse_args(arguments))
     except ManifestError as error:
         for problem in error.problems:
@@ -205,4 +211,80 @@ def _schema(args: argparse.Namespace) -> int:
     for path in stale:
         write_atomically(path, wanted[path])
         print(f"wrote {path}")
+    return 0
+
+
+# --- operating the stack (arenastack/live_view.py, arenastack/stack_status.py) ---------------
+
+
+def operator_parser(command: str) -> argparse.ArgumentParser:
+    description = {
+        "up": "Render, build missing images, start the stack and watch every model come up.",
+        "status": "State, health and load of every model of the running stack.",
+    }[command]
+    parser = argparse.ArgumentParser(prog=f"render.py {command}", description=description)
+    _common(parser)
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"compose file of the stack (default {DEFAULT_OUTPUT})",
+    )
+    if command == "up":
+        parser.add_argument(
+            "--max-restarts",
+            type=int,
+            default=2,
+            metavar="N",
+            help="a model that restarts N times has failed (default 2)",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=3600,
+            metavar="S",
+            help="give up when not all healthy after S seconds (default 3600)",
+        )
+    else:
+        parser.add_argument("--json", action="store_true", help="print the status as JSON")
+        parser.add_argument(
+            "--window",
+            type=float,
+            default=5,
+            metavar="S",
+            help="seconds between two reads of each server's token counter "
+            "when Prometheus is not there to ask (default 5)",
+        )
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    from arenastack import live_view
+
+    if _render(args) != 0:
+        return 1
+    prepared = prepare(args.manifest, args.gpus)
+    return live_view.up(
+        prepared.manifest, prepared.plan.models, args.output, args.max_restarts, args.timeout
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from arenastack import stack_status
+    from arenastack.vllm_metrics import metric_names
+
+    prepared = prepare(args.manifest, args.gpus)
+    status = stack_status.collect(
+        prepared.manifest,
+        prepared.plan.models,
+        metric_names(prepared.dialect.version),
+        args.output,
+        prepared.gpus,
+        args.window,
+    )
+    if args.json:
+        print(json.dumps(status.as_json(), indent=2))
+    else:
+        stack_status.print_table(status, prepared.manifest.device)
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from arenastack import endpoints, fetch_models, gateway, serialize
+from arenastack import endpoints, fetch_models, gateway, monitoring, serialize
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -28,8 +28,11 @@ from arenastack.manifest import (
 from arenastack.paths import IMAGES, TEMPLATES
 from arenastack.problems import RendererBug
 from arenastack.services import CONTROLLER_PORT, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
+from arenastack.vllm_metrics import metric_names
 
 HF_HOME = "/root/.cache/huggingface"
+# Debian bookworm's `prometheus` package on the base image (images/prometheus).
+PROMETHEUS_DEBIAN_TAG = "arenastack/prometheus:bookworm"
 LOGDIR = "/logs"
 ENDPOINTS_FILE = "/etc/arenastack/api_endpoints.json"
 HEALTH_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)"
@@ -71,6 +74,12 @@ def build_document(stack: Stack) -> dict[str, Any]:
     )
     if manifest.gateway.enabled:
         document["configs"] = {**document["configs"], **_gateway_configs(stack)}
+    if manifest.monitoring.enabled:
+        services |= _monitoring_services(stack)
+        document["configs"] |= _monitoring_configs(stack)
+        document["volumes"] |= {"prometheus-data": {}}
+        if manifest.monitoring.grafana.enabled:
+            document["volumes"] |= {"grafana-data": {}}
     top = {"name": document["name"]} if "name" in document else {}
     return {**top, "services": services, **_without(document, "name")}
 
@@ -299,6 +308,87 @@ def _gateway(stack: Stack) -> dict[str, Any]:
 def _gateway_configs(stack: Stack) -> dict[str, Any]:
     text = gateway.config_text(stack.models, stack.manifest.gateway.request_timeout)
     return _fragment("gateway-configs", {"config": text, "auth": gateway.auth_source()})
+
+
+# --- monitoring (opt-in) -------------------------------------------------------------------
+
+
+def _monitoring_services(stack: Stack) -> dict[str, Any]:
+    manifest = stack.manifest
+    settings = manifest.monitoring
+    bind_address = settings.bind_address or manifest.bind_address
+    prometheus = settings.prometheus
+    if prometheus.source == "debian":
+        base = {"BASE_IMAGE": manifest.images.fastchat.base_image}
+        image = _built_image(stack, PROMETHEUS_DEBIAN_TAG, IMAGES / "prometheus", base)
+        # Debian's image has Python and no wget; the official one has busybox wget only.
+        ready = _probe(f"http://127.0.0.1:{monitoring.PROMETHEUS_PORT}/-/ready")
+    else:
+        image = {"image": prometheus.image, "build": None, "pull_policy": "missing"}
+        ready = _wget(f"http://127.0.0.1:{monitoring.PROMETHEUS_PORT}/-/ready")
+    services = {
+        "prometheus": _fragment(
+            "prometheus",
+            {
+                **image,
+                "command": [
+                    f"--config.file={monitoring.PROMETHEUS_CONFIG}",
+                    "--storage.tsdb.path=/prometheus",
+                    f"--storage.tsdb.retention.time={prometheus.retention}",
+                    f"--web.listen-address=0.0.0.0:{monitoring.PROMETHEUS_PORT}",
+                ],
+                "config_path": monitoring.PROMETHEUS_CONFIG,
+                "rules_path": monitoring.PROMETHEUS_RULES,
+                "volumes": [
+                    {"type": "volume", "source": "prometheus-data", "target": "/prometheus"}
+                ],
+                "ports": _ports(bind_address, prometheus.port, monitoring.PROMETHEUS_PORT),
+                "healthcheck": ready,
+            },
+        )
+    }
+    grafana = settings.grafana
+    if grafana.enabled:
+        services["grafana"] = _fragment(
+            "grafana",
+            {
+                "image": grafana.image,
+                "home_dashboard": f"{monitoring.GRAFANA_DASHBOARDS}/arenastack.json",
+                "datasources_path": monitoring.GRAFANA_DATASOURCES,
+                "providers_path": monitoring.GRAFANA_PROVIDERS,
+                "volumes": [
+                    {"type": "volume", "source": "grafana-data", "target": "/var/lib/grafana"}
+                ],
+                "ports": _ports(bind_address, grafana.port, monitoring.GRAFANA_PORT),
+                "healthcheck": _wget(f"http://127.0.0.1:{monitoring.GRAFANA_PORT}/api/health"),
+                "depends_on": {"prometheus": {"condition": "service_started"}},
+            },
+        )
+    return services
+
+
+def _monitoring_configs(stack: Stack) -> dict[str, Any]:
+    device = stack.manifest.device
+    names = metric_names(stack.dialect.version)
+    configs = _fragment(
+        "monitoring-configs",
+        {
+            "prometheus_config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
+            "prometheus_rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
+            "grafana_datasources": serialize.dump(monitoring.grafana_datasources()),
+            "grafana_providers": serialize.dump(monitoring.grafana_providers()),
+            "grafana_dashboard": json.dumps(
+                monitoring.dashboard(stack.models, names, device), indent=1
+            ),
+        },
+    )
+    if not stack.manifest.monitoring.grafana.enabled:
+        configs = {k: v for k, v in configs.items() if not k.startswith("grafana_")}
+    return configs
+
+
+def _wget(url: str) -> list[str]:
+    return ["CMD", "wget", "-q", "-O", "/dev/null", url]
 
 
 # --- shared pieces -------------------------------------------------------------------------

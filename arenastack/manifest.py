@@ -456,6 +456,59 @@ class HfCache(Strict):
         return self
 
 
+# Official images, pinned: Prometheus's LTS line and Grafana OSS (Docker Hub tags, 2025/2026).
+DEFAULT_PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
+DEFAULT_GRAFANA_IMAGE = "grafana/grafana:12.1.1"
+
+
+class Prometheus(Strict):
+    source: Literal["official", "debian"] = Field(
+        "official",
+        description="'official': pull `image`. 'debian': build images/prometheus (Debian "
+        "bookworm's `prometheus` package) on `images.fastchat.base_image`, for hosts without a "
+        "registry.",
+    )
+    image: NonEmptyStr = Field(
+        DEFAULT_PROMETHEUS_IMAGE, description="Prometheus image when `source` is 'official'."
+    )
+    port: Port | None = Field(
+        9090, description="Host port of Prometheus's web UI and API; null: not published."
+    )
+    retention: Annotated[str, Field(pattern=r"^[0-9]+[smhdwy]$")] = Field(
+        "15d", description="--storage.tsdb.retention.time: how long samples are kept."
+    )
+
+
+class Grafana(Strict):
+    enabled: bool = Field(
+        True,
+        description="Run Grafana with the Prometheus datasource and the arenastack dashboard "
+        "provisioned. Its admin password comes from GRAFANA_ADMIN_PASSWORD (shell or .env).",
+    )
+    image: NonEmptyStr = Field(DEFAULT_GRAFANA_IMAGE, description="Grafana image (pulled).")
+    port: Port | None = Field(3000, description="Host port of Grafana; null: not published.")
+
+
+class Monitoring(Strict):
+    enabled: bool = Field(
+        False,
+        description="Add Prometheus (scraping every model server's /metrics every 5 s) and "
+        "Grafana with a dashboard per GPU and model.",
+    )
+    bind_address: str | None = Field(
+        None,
+        description="Host address Prometheus's and Grafana's ports bind to. Default: "
+        "`bind_address`.",
+    )
+    prometheus: Prometheus = Field(Prometheus(), description="The Prometheus server.")
+    grafana: Grafana = Field(Grafana(), description="Grafana and its dashboard.")
+
+    @field_validator("bind_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _ip_address(value)
+
+
 # An image registry host with an optional port and path: `registry.example.com:5000/team`.
 REGISTRY_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$"
 LABEL_KEY_PATTERN = (
@@ -564,6 +617,9 @@ class Manifest(Strict):
         Gateway(), description="One OpenAI-compatible endpoint over every model (LiteLLM)."
     )
     planner: Planner = Field(Planner(), description="How `auto` fractions and GPUs are chosen.")
+    monitoring: Monitoring = Field(
+        Monitoring(), description="Prometheus and Grafana for the model servers (opt-in)."
+    )
     kubernetes: Kubernetes = Field(
         Kubernetes(), description="How `render.py --target kubernetes` renders the stack."
     )

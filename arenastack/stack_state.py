@@ -1,0 +1,116 @@
+"""What the running stack looks like: one `docker inspect` per look, read into plain records.
+
+Both `render.py up` (its live view) and `render.py status` read the stack through this module,
+through python-on-whales. A look inspects every container of the project in one call, so the
+state, health and restart count of a container always come from the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from python_on_whales import DockerClient
+from python_on_whales.utils import run
+
+from arenastack.manifest import Manifest
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
+
+def project_name(manifest: Manifest, compose_file: Path) -> str:
+    """The manifest's `project`, else what Compose derives from the compose file's folder."""
+    if manifest.project:
+        return manifest.project
+    folder = compose_file.resolve().parent.name.lower()
+    return re.sub(r"[^a-z0-9_-]", "", folder).lstrip("_-") or "default"
+
+
+def client(compose_file: Path, project: str) -> DockerClient:
+    return DockerClient(compose_files=[compose_file], compose_project_name=project)
+
+
+@dataclass(frozen=True)
+class Container:
+    service: str
+    id: str
+    status: str  # created, running, restarting, exited, dead, paused
+    health: str | None  # starting, healthy, unhealthy; None without a healthcheck
+    restarts: int
+    exit_code: int | None
+    oom_killed: bool
+    started_at: datetime | None
+    ip_address: str | None
+    pid: int | None
+
+    def uptime_s(self, now: datetime) -> float | None:
+        if self.status != "running" or self.started_at is None:
+            return None
+        return max(0.0, (now - self.started_at).total_seconds())
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text or text.startswith("0001-"):
+        return None
+    # Docker writes nanoseconds; Python reads microseconds.
+    trimmed = re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(trimmed)
+    except ValueError:
+        return None
+
+
+def from_inspect(raw: dict[str, Any]) -> Container:
+    state = raw.get("State") or {}
+    health = state.get("Health") or {}
+    networks = (raw.get("NetworkSettings") or {}).get("Networks") or {}
+    addresses = [n.get("IPAddress") for n in networks.values() if n.get("IPAddress")]
+    labels = (raw.get("Config") or {}).get("Labels") or {}
+    return Container(
+        service=labels.get(SERVICE_LABEL, ""),
+        id=raw.get("Id", ""),
+        status=state.get("Status", "unknown"),
+        health=health.get("Status"),
+        restarts=int(raw.get("RestartCount") or 0),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        started_at=_time(state.get("StartedAt")),
+        ip_address=addresses[0] if addresses else None,
+        pid=state.get("Pid") or None,
+    )
+
+
+def look(docker: DockerClient, project: str) -> dict[str, Container]:
+    """The project's containers by service (the newest when a service has several)."""
+    ids = [
+        c.id
+        for c in docker.container.list(all=True, filters=[("label", f"{PROJECT_LABEL}={project}")])
+    ]
+    if not ids:
+        return {}
+    output = run([*docker.client_config.docker_cmd, "inspect", *ids])
+    containers = [from_inspect(raw) for raw in json.loads(str(output))]
+    by_service: dict[str, Container] = {}
+    for container in containers:
+        known = by_service.get(container.service)
+        if known is None or (container.started_at or _EPOCH) > (known.started_at or _EPOCH):
+            by_service[container.service] = container
+    return by_service
+
+
+def logs(docker: DockerClient, container: Container, tail: int) -> list[str]:
+    text = docker.container.logs(container.id, tail=tail)
+    assert isinstance(text, str)
+    return text.splitlines()
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -1,0 +1,207 @@
+"""`up` and `status` without Docker: reading /metrics in both dialects, quantiles, likely
+causes, and the live view's states."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from arenastack import diagnosis, live_view, stack_state, stack_status, vllm_metrics
+from arenastack.manifest import Model
+from arenastack.stack_state import Container
+from arenastack.vllm_metrics import metric_names
+
+
+def exposition(kv: str, itl: str) -> str:
+    return f"""# HELP {kv} KV-cache usage. 1 means 100 percent usage.
+# TYPE {kv} gauge
+{kv}{{engine="0",model_name="tiny-a"}} 0.25
+vllm:num_requests_running{{engine="0",model_name="tiny-a"}} 2.0
+vllm:num_requests_waiting{{engine="0",model_name="tiny-a"}} 1.0
+vllm:generation_tokens_total{{engine="0",model_name="tiny-a"}} 640.0
+vllm:num_preemptions_total{{engine="0",model_name="tiny-a"}} 0.0
+vllm:time_to_first_token_seconds_bucket{{engine="0",le="0.1",model_name="tiny-a"}} 2.0
+vllm:time_to_first_token_seconds_bucket{{engine="0",le="0.5",model_name="tiny-a"}} 8.0
+vllm:time_to_first_token_seconds_bucket{{engine="0",le="1.0",model_name="tiny-a"}} 10.0
+vllm:time_to_first_token_seconds_bucket{{engine="0",le="+Inf",model_name="tiny-a"}} 10.0
+vllm:time_to_first_token_seconds_count{{engine="0",model_name="tiny-a"}} 10.0
+{itl}_bucket{{engine="0",le="+Inf",model_name="tiny-a"}} 630.0
+"""
+
+
+@pytest.mark.parametrize("version", [(0, 8, 2), (0, 32, 0)], ids=["legacy", "current"])
+def test_status_reads_metrics_of_either_dialect(version: tuple[int, int, int]) -> None:
+    names = metric_names(version)
+    samples = vllm_metrics.parse(exposition(names.kv_cache_usage, names.inter_token_latency))
+    status = stack_status.ModelStatus(
+        "tiny-a", "Tiny A", [0], None, 1, "running", "healthy", 0, 10.0, "http://x/metrics"
+    )
+    stack_status.read_metrics(status, samples, names)
+    assert status.kv_cache_usage == 0.25
+    assert (status.requests_running, status.requests_waiting) == (2.0, 1.0)
+    assert status.generation_tokens_total == 640.0
+    # Rank 5 of 10 falls in (0.1, 0.5] holding observations 3..8: 0.1 + 0.4 × 3/6.
+    assert status.ttft_p50_s == pytest.approx(0.3)
+    # Rank 9.5 falls in (0.5, 1.0] holding 9..10: 0.5 + 0.5 × 1.5/2.
+    assert status.ttft_p95_s == pytest.approx(0.875)
+    other = metric_names((0, 32, 0) if version < (0, 9, 2) else (0, 8, 2))
+    stack_status.read_metrics(status, samples, other)
+    assert status.kv_cache_usage is None, "a name of the other dialect must not match"
+
+
+def test_parse_keeps_escaped_label_values_and_skips_junk() -> None:
+    samples = vllm_metrics.parse(
+        'm{a="x\\"y",b="1"} 3\n# comment\nnot a sample line\nm2 NaN\nm3{} 1.5e3 1700000000\n'
+    )
+    assert samples[0].labels == (("a", 'x"y'), ("b", "1"))
+    assert math.isnan(samples[1].value)
+    assert samples[2].value == 1500.0
+
+
+def test_quantile_edges() -> None:
+    assert vllm_metrics.quantile(0.5, {}) is None
+    assert vllm_metrics.quantile(0.5, {1.0: 0.0, math.inf: 0.0}) is None
+    # Everything beyond the last finite bound: Prometheus answers that bound.
+    assert vllm_metrics.quantile(0.5, {1.0: 0.0, math.inf: 4.0}) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (
+            "ValueError: Free memory on device (10.5/79.1 GiB) on startup is less than desired "
+            "GPU memory utilization (0.45, 35.6 GiB).",
+            "models.llama.gpu_memory_utilization",
+        ),
+        ("ValueError: No available memory for the cache blocks. Try increasing", "raise"),
+        ("huggingface_hub.errors.GatedRepoError: 401 Client Error.", "gated"),
+        ("huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error.", "models.llama.model"),
+        ("api_server.py: error: unrecognized arguments: --no-such-flag", "extra_args"),
+    ],
+)
+def test_likely_cause_names_known_failures(line: str, words: str) -> None:
+    cause = diagnosis.likely_cause("llama", ["INFO starting", line, "Traceback done"], None)
+    assert cause is not None and words in cause
+
+
+def container(service: str, **state: object) -> Container:
+    base = Container(
+        service=service,
+        id=f"id-{service}",
+        status="running",
+        health="starting",
+        restarts=0,
+        exit_code=0,
+        oom_killed=False,
+        started_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        ip_address="172.18.0.5",
+        pid=100,
+    )
+    return replace(base, **state)  # type: ignore[arg-type]
+
+
+def test_oom_kill_is_a_known_cause() -> None:
+    killed = container("llama", status="exited", exit_code=137, oom_killed=True)
+    cause = diagnosis.likely_cause("llama", ["no clue here"], killed)
+    assert cause is not None and "out-of-memory" in cause
+    assert diagnosis.likely_cause("llama", ["no clue here"], container("llama")) is None
+
+
+def model(service: str, gpu: int) -> Model:
+    return Model(
+        service=service, model=f"org/{service}", local_path=None, gpus=(gpu,),
+        gpu_memory_utilization=0.3, dtype="auto", kv_cache_dtype="auto", max_model_len=None,
+        enforce_eager=False, trust_remote_code=False, served_model_name=service,
+        display_name=service.upper(), port=None, extra_args=(), env={}, system_prompt=None,
+        shm_size="8g", cpu_kvcache_space=1, weights_gib=None, params_b=None, origins={},
+    )  # fmt: skip
+
+
+def test_watch_walks_models_through_their_states() -> None:
+    models = [model("a", 0), model("q", 1), model("b", 0)]
+    watch = live_view.Watch(models, ["controller", "webui"], max_restarts=2, started=0.0)
+    # Start order per GPU: a then b on GPU 0, q on GPU 1.
+    assert list(watch.lines)[:4] == ["fetch-models", "a", "b", "q"]
+    looks: dict[str, Container] = {"fetch-models": container("fetch-models")}
+    watch.update(looks, 1.0)
+    assert watch.lines["fetch-models"].state == "downloading"
+    assert watch.lines["b"].state == "waiting for its turn"
+    assert watch.lines["b"].detail == "after a"
+    looks = {
+        "fetch-models": container("fetch-models", status="exited", exit_code=0),
+        "a": container("a"),
+        "b": container("b", status="created"),
+        "q": container("q"),
+    }
+    watch.loading.add("q")
+    watch.update(looks, 5.0)
+    assert [watch.lines[s].state for s in ("fetch-models", "a", "b", "q")] == [
+        "done", "starting", "waiting for its turn", "loading",
+    ]  # fmt: skip
+    looks["a"] = container("a", health="healthy")
+    watch.update(looks, 30.0)
+    assert watch.lines["a"].state == "healthy" and watch.lines["a"].took == 30.0
+    assert not watch.all_healthy
+    looks |= {s: container(s, health="healthy") for s in ("b", "q", "controller", "webui")}
+    watch.update(looks, 70.0)
+    assert watch.all_healthy
+    assert watch.failure(looks, lambda c: []) is None
+
+
+def test_watch_fails_at_a_known_cause_at_once_and_otherwise_after_restarts() -> None:
+    models = [model("a", 0)]
+    watch = live_view.Watch(models, [], max_restarts=2, started=0.0)
+    looping = {"a": container("a", status="restarting", restarts=1, exit_code=1)}
+    assert watch.failure(looping, lambda c: ["some error"]) is None
+    watch.update(looping, 3.0)
+    assert watch.lines["a"].state == "restarting"
+    failure = watch.failure(looping, lambda c: ["error: unrecognized arguments: --x"])
+    assert failure is not None and failure.service == "a"
+    assert failure.cause is not None and "extra_args" in failure.cause
+    assert failure.log == ["error: unrecognized arguments: --x"]
+    twice = {"a": container("a", status="restarting", restarts=2, exit_code=1)}
+    failure = watch.failure(twice, lambda c: ["some error"])
+    assert failure is not None and failure.cause is None
+    fetch = {"fetch-models": container("fetch-models", status="exited", exit_code=1)}
+    failure = watch.failure(fetch, lambda c: ["RepositoryNotFoundError: 404 Client Error"])
+    assert failure is not None and failure.service == "fetch-models"
+
+
+def test_inspect_record_and_project_name() -> None:
+    raw = {
+        "Id": "abc",
+        "RestartCount": 3,
+        "State": {
+            "Status": "running",
+            "ExitCode": 0,
+            "OOMKilled": False,
+            "Pid": 42,
+            "StartedAt": "2026-11-25T15:00:00.123456789Z",
+            "Health": {"Status": "healthy"},
+        },
+        "Config": {"Labels": {"com.docker.compose.service": "tiny-a"}},
+        "NetworkSettings": {"Networks": {"x_default": {"IPAddress": "172.18.0.3"}}},
+    }
+    record = stack_state.from_inspect(raw)
+    assert (record.service, record.health, record.restarts) == ("tiny-a", "healthy", 3)
+    assert record.started_at == datetime(2026, 11, 25, 15, 0, 0, 123456, tzinfo=timezone.utc)
+    later = datetime(2026, 11, 25, 15, 1, 0, 123456, tzinfo=timezone.utc)
+    assert record.uptime_s(later) == 60.0
+    assert record.ip_address == "172.18.0.3"
+
+
+def test_a_process_is_matched_to_its_container_by_cgroup() -> None:
+    import os
+    from pathlib import Path
+
+    cgroup = Path(f"/proc/{os.getpid()}/cgroup").read_text()
+    marker = max((line.rsplit("/", 1)[-1] for line in cgroup.splitlines()), key=len)
+    if not marker:
+        pytest.skip(f"this process sits in root cgroups only ({cgroup!r}): nothing to match")
+    mine = {"other": container("other", id="0123456789ab"), "mine": container("mine", id=marker)}
+    assert stack_status.container_of(os.getpid(), mine) == "mine"
+    assert stack_status.container_of(os.getpid(), {"other": mine["other"]}) is None
+    assert stack_status.container_of(2**22 + 7, mine) is None  # no such process
