@@ -23,7 +23,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
@@ -200,7 +200,6 @@ class Stack:
     docker: DockerClient
     report: Report
     manifest: Path
-    started_at: datetime  # the engine's clock and ours agree: one host
     ports: Any  # pytest-docker's Services: port_for(service, container_port)
 
     @property
@@ -243,22 +242,31 @@ class Stack:
         assert isinstance(output, str)
         return output
 
-    def events(self, service: str, action: str) -> list[float]:
-        """Engine timestamps (s) of `action` ("start", "health_status: healthy") on `service`
-        since the run began, read after the fact over that window."""
-        window = self.docker.system.events(
-            since=self.started_at - timedelta(seconds=5),
-            until=datetime.now() + timedelta(seconds=1),
-            filters={"type": "container", "label": f"com.docker.compose.project={RUN.project}"},
-        )
-        return [
-            event.time_nano / 1e9
-            for event in window
-            if event.action == action
-            and event.time_nano is not None
-            and event.actor is not None
-            and (event.actor.attributes or {}).get("com.docker.compose.service") == service
-        ]
+    def started(self, service: str) -> float:
+        """When the engine last started the service's container (epoch seconds)."""
+        return _epoch(self.inspect(service)["State"]["StartedAt"])
+
+    def logged(self, service: str, text: str) -> float:
+        """When the engine received the service's first log line containing `text`.
+
+        Start order is read from inspection and the engine's log timestamps, not from `docker
+        events`: the engine keeps only its last 256 events for a `since` query, and the
+        healthchecks' exec events push a start out of that window within about a minute."""
+        lines = self.docker.compose.logs(services=[service], timestamps=True)
+        assert isinstance(lines, str)
+        for line in lines.splitlines():
+            if text in line:
+                # "<project>-tiny-a-1  | 2026-11-25T16:40:01.123456789Z INFO ..."
+                stamp = line.split("|", 1)[1].split()[0]
+                return _epoch(stamp)
+        raise AssertionError(f"{service} never logged {text!r}")
+
+
+def _epoch(stamp: str) -> float:
+    """Docker's RFC 3339 timestamps carry nanoseconds, which datetime does not parse."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()
+    return seconds + float(f"0.{fraction or 0}")
 
 
 def compose_client() -> DockerClient:
@@ -324,7 +332,6 @@ def print_unhealthy_logs(docker: DockerClient) -> None:
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest, live_manifest: Path, report: Report) -> Stack:
     docker = compose_client()
-    started_at = datetime.now()
     started = time.monotonic()
     try:
         services = request.getfixturevalue("docker_services")
@@ -333,9 +340,7 @@ def stack(request: pytest.FixtureRequest, live_manifest: Path, report: Report) -
         docker.compose.down(volumes=True, remove_orphans=True)
         raise
     report.figures["stack_up_to_all_healthy_s"] = round(time.monotonic() - started, 1)
-    stack = Stack(
-        docker=docker, report=report, manifest=live_manifest, started_at=started_at, ports=services
-    )
+    stack = Stack(docker=docker, report=report, manifest=live_manifest, ports=services)
     try:
         with urllib.request.urlopen(stack.url("webui", WEBUI_PORT), timeout=10) as response:
             report.figures["webui_status_right_after_up"] = response.status

@@ -56,13 +56,14 @@ def test_logs_hold_one_model_only(stack: Stack, service: str) -> None:
 
 
 def test_co_located_models_start_one_after_another(stack: Stack) -> None:
-    (a_healthy, *_) = stack.events("tiny-a", "health_status: healthy")
-    (b_start, *_) = stack.events("tiny-b", "start")
-    (q_start, *_) = stack.events("tiny-q", "start")
-    (a_start, *_) = stack.events("tiny-a", "start")
-    assert b_start >= a_healthy, "tiny-b shares slot 0 with tiny-a and waits for it"
-    assert q_start < a_healthy, "tiny-q has slot 1 to itself and does not wait"
-    stack.report.figures["tiny_b_start_after_tiny_a_healthy_s"] = round(b_start - a_healthy, 2)
+    """tiny-b waits for tiny-a's healthcheck, which passes only once tiny-a serves; tiny-q has
+    a slot of its own and starts while tiny-a is still loading."""
+    a_serving = stack.logged("tiny-a", "Application startup complete")
+    b_start, q_start, a_start = (stack.started(s) for s in ("tiny-b", "tiny-q", "tiny-a"))
+    assert b_start >= a_serving, "tiny-b shares slot 0 with tiny-a and waits for it"
+    assert q_start < a_serving, "tiny-q has slot 1 to itself and does not wait"
+    stack.report.figures["tiny_a_start_to_serving_s"] = round(a_serving - a_start, 1)
+    stack.report.figures["tiny_b_start_after_tiny_a_serving_s"] = round(b_start - a_serving, 2)
     stack.report.figures["tiny_q_start_minus_tiny_a_start_s"] = round(q_start - a_start, 2)
 
 
