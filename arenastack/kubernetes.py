@@ -44,7 +44,7 @@ from arenastack import (
     serialize,
 )
 from arenastack.manifest import GpuSpec, Manifest, Model
-from arenastack.memory import CUDA_CONTEXT_GIB
+from arenastack.memory import CUDA_CONTEXT_GIB, for_version
 from arenastack.paths import REPO, TEMPLATES
 from arenastack.pipeline import Prepared
 from arenastack.problems import ManifestError, Problem, field_path
@@ -88,7 +88,8 @@ def _hami_warnings(prepared: Prepared) -> list[Problem]:
     """In HAMi slices each CUDA context lives inside its own slice, so the Compose warning about
     contexts crowding a shared GPU does not apply; what can go short is the slice itself."""
     memory = [gpu.memory_gib for gpu in prepared.gpus]
-    compose_only = set(checks._tight_gpus(prepared.plan.models, memory))
+    mm = for_version(prepared.dialect.version)  # the bound checks.warnings used
+    compose_only = set(checks._tight_gpus(prepared.plan.models, memory, mm))
     found = [w for w in prepared.warnings if w not in compose_only]
     for entry in prepared.plan.entries:
         needed, model = entry.needed_bytes, entry.model

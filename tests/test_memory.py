@@ -5,7 +5,7 @@ Measured 2026-11-25 on the lent H100 80GB HBM3 (NVML 81,559 MiB; CUDA reports 79
 dummy weights (`--load-format dummy`), one server at a time unless said otherwise, each line from
 that server's own log (`GPU KV cache size`, `Available KV cache memory`) and `nvidia-smi`.
 Sources: ../shared/gpu-run/README.md (first runs, real random-weight files) and this branch's
-runs (`.gpu/run/measure.sh`, DEBUG logs); README "Memory planner" has the full table.
+runs (`tools/gpu/measure-vllm-memory.sh`, DEBUG logs); README "Memory planner" has the full table.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ MEASURED: dict[str, tuple[str, int | None]] = {
         "{model: meta-llama/Meta-Llama-3-8B-Instruct, gpu_memory_utilization: 0.22, "
         "kv_cache_dtype: fp8}",
         18_016,
+    ),
+    "phi3-graphs": (
+        "{model: microsoft/Phi-3-mini-128k-instruct, gpu_memory_utilization: 0.16, "
+        "kv_cache_dtype: fp8, max_model_len: 18000}",
+        22_987,
     ),
     "gemma-graphs": (
         "{model: google/gemma-1.1-7b-it, gpu_memory_utilization: 0.28, kv_cache_dtype: fp8}",
@@ -120,7 +125,13 @@ def test_the_sampler_term_follows_max_num_seqs() -> None:
 
 # Held outside its fraction per server (nvidia-smi's process memory − fraction × 79.18 GiB).
 OUTSIDE_EAGER_GIB = {"llama3": 1.24, "phi3": 0.60, "standin": 1.20, "stablelm": 0.61}
-OUTSIDE_GRAPHS_GIB = {"llama3": 1.68, "llama3 (second run)": 2.07, "standin": 2.01, "gemma": 0.84}
+OUTSIDE_GRAPHS_GIB = {
+    "llama3": 1.68,
+    "llama3 (second run)": 2.07,
+    "standin": 2.01,
+    "gemma": 0.84,
+    "phi3": 0.71,
+}
 
 
 def test_what_lies_outside_the_fraction_is_bounded_by_the_model() -> None:
@@ -129,6 +140,18 @@ def test_what_lies_outside_the_fraction_is_bounded_by_the_model() -> None:
     assert max(OUTSIDE_GRAPHS_GIB.values()) <= mm.outside_gib(enforce_eager=False)
     # The v0.8 model's allowance (the CUDA context alone) does not hold on 0.24.
     assert max(OUTSIDE_EAGER_GIB.values()) > memory.CUDA_CONTEXT_GIB
+
+
+def test_the_planners_chain_with_cuda_graphs_started() -> None:
+    """The seed's first four on vLLM 0.24 at the planner's fractions with CUDA graphs (0.22, 0.28,
+    0.22, 0.16; StableLM's fp16 + fp8 KV cache fails with graphs on 0.24): all four healthy, the
+    last finding 17.11 GiB free for its 12.67 GiB, 76,746 MiB in use with all four up."""
+    mm = memory.V0_24
+    fractions = [0.22, 0.28, 0.22, 0.16]
+    assert sum(fractions) <= memory.safe_fraction_total(4, 79.65, mm.outside_gib(False), mm)
+    usable = mm.usable_gib(79.65)
+    free = usable - sum(f * usable for f in fractions[:3]) - (1.68 + 0.84 + 2.01) - 0.51
+    assert free == pytest.approx(17.11, abs=0.1)
 
 
 def test_chain_bound_explains_the_refused_fourth_server() -> None:
