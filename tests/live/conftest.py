@@ -219,7 +219,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.port_for(service, container_port)}"
 
     def container_id(self, service: str) -> str:
-        (container,) = self.docker.compose.ps(services=[service])
+        (container,) = self.docker.compose.ps(services=[service], all=True)
         return container.id
 
     def inspect(self, service: str) -> dict[str, Any]:
