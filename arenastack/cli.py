@@ -3,6 +3,7 @@
     render.py [MANIFEST] [-o docker-compose.yml] [--gpus 2x80@8.0]
     render.py plan [MANIFEST] [--gpus SPEC] [--sequences N] [--json]
     render.py schema [--check]
+    render.py leaderboard [MANIFEST] [--logs DIR] [--json | --csv] [--plot PATH.png]
 
 Exit status: 0 done, 2 the manifest (or the command line) has problems, each printed as one
 line naming the field. Nothing is written unless everything is right.
@@ -29,9 +30,13 @@ USAGE_ERROR = 2
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv and argv[0] in ("plan", "schema") else "render"
+    command = argv[0] if argv and argv[0] in ("plan", "schema", "leaderboard") else "render"
     arguments = argv[1:] if command != "render" else argv
     try:
+        if command == "leaderboard":
+            from arenastack import leaderboard_cli
+
+            return leaderboard_cli.main(arguments)
         if command == "plan":
             return _plan(_plan_parser().parse_args(arguments))
         if command == "schema":

@@ -20,7 +20,7 @@ import jinja2
 import jsonschema
 import yaml
 
-from arenastack import endpoints, fetch_models
+from arenastack import arena, endpoints, fetch_models
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -35,6 +35,10 @@ HF_HOME = "/root/.cache/huggingface"
 LOGDIR = "/logs"
 ENDPOINTS_FILE = "/etc/arenastack/api_endpoints.json"
 HEALTH_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)"
+LEADERBOARD_PROBE = (
+    "import json, os, sys; a = json.load(open(sys.argv[1])); "
+    "sys.exit(not os.path.exists(a['result'] + '/leaderboard.json'))"
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
         services[model.service] = _fragment("model", _model(stack, model, after, vllm_image))
     services["controller"] = _fragment("controller", _controller(manifest, fastchat_image))
     services["webui"] = _fragment("webui", _webui(stack, fastchat_image))
+    if arena.document(manifest, stack.models)["leaderboard"]["enabled"]:
+        services["leaderboard"] = _fragment("leaderboard", _leaderboard(fastchat_image))
     document = _fragment(
         "stack",
         {
@@ -67,6 +73,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "volumes": _volumes(manifest),
             "api_endpoints": endpoints.render(stack.models),
             "fetch_models": fetch_models.source(),
+            "arena": arena.render(manifest, stack.models),
         },
     )
     top = {"name": document["name"]} if "name" in document else {}
@@ -244,12 +251,28 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
         # The controller builds the image both use.
         "build": None,
         "command": command,
-        "environment": {"LOGDIR": LOGDIR},
+        # Each experiment writes its conversations and votes into its own folder of the volume.
+        "environment": {
+            "LOGDIR": arena.logs_folder(manifest),
+            "ARENASTACK_ARENA": arena.ARENA_FILE,
+        },
         "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
         "ports": _ports(bind_address, webui.port, WEBUI_PORT),
         # The cheapest route gradio 4 serves, and only once the app is up.
         "healthcheck": _probe(f"http://127.0.0.1:{WEBUI_PORT}/robots.txt"),
         "depends_on": depends_on,
+    }
+
+
+def _leaderboard(image: dict[str, Any]) -> dict[str, Any]:
+    """Rates the experiment's votes apart from the UI and leaves the result on the volume."""
+    return {
+        **image,
+        "build": None,
+        "command": ["python3", "-m", "arenastack.leaderboard_service", "--arena", arena.ARENA_FILE],
+        "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
+        # Healthy once the first result is written (an empty table when there are no votes).
+        "healthcheck": ["CMD", "python3", "-c", LEADERBOARD_PROBE, arena.ARENA_FILE],
     }
 
 

@@ -25,6 +25,7 @@ def reference_markdown() -> str:
         FastChatImage,
         GpuSpec,
         HfCache,
+        LeaderboardSettings,
         ModelEntry,
         Planner,
         VllmImage,
@@ -39,6 +40,7 @@ def reference_markdown() -> str:
         ("`images.fastchat`", FastChatImage),
         ("`controller`", Controller),
         ("`webui`", WebUI),
+        ("`leaderboard`", LeaderboardSettings),
         ("`hf_cache`", HfCache),
         ("`planner`", Planner),
     ]
@@ -55,6 +57,7 @@ def reference_markdown() -> str:
                 "hf_cache",
                 "controller",
                 "webui",
+                "leaderboard",
                 "planner",
             ):
                 default = "see below"
