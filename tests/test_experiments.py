@@ -141,3 +141,10 @@ def test_cli_without_a_stack_says_so(tmp_path: Path, capsys: Any) -> None:
     )
     assert code == 1
     assert "is the stack up?" in capsys.readouterr().err
+
+
+def test_the_fastchat_image_carries_current_rating_modules() -> None:
+    """The image's build context holds copies of the rating modules; they must be current."""
+    from tools.sync_fastchat_modules import stale
+
+    assert stale() == [], "run `python tools/sync_fastchat_modules.py`"
