@@ -18,7 +18,7 @@ SOURCE = REPO / "arenastack"
 TARGET = REPO / "images" / "fastchat" / "arenastack"
 # Standard library and numpy only (matplotlib and rich when drawn or printed).
 MODULES = ("votelog.py", "ratings.py", "leaderboard.py", "leaderboard_service.py")
-INIT = '"""Copied from the repository\'s arenastack/ by tools/sync_fastchat_modules.py: do not edit."""\n'
+INIT = '"""Copies of arenastack/ modules, by tools/sync_fastchat_modules.py: do not edit."""\n'
 
 
 def wanted() -> dict[Path, str]:
@@ -30,7 +30,7 @@ def wanted() -> dict[Path, str]:
 
 def stale() -> list[Path]:
     found = [p for p, text in wanted().items() if not p.exists() or p.read_text() != text]
-    extra = {p for p in TARGET.glob("*.py")} - set(wanted())
+    extra = set(TARGET.glob("*.py")) - set(wanted())
     return sorted([*found, *extra])
 
 

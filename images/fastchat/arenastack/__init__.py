@@ -1,1 +1,1 @@
-"""Copied from the repository's arenastack/ by tools/sync_fastchat_modules.py: do not edit."""
+"""Copies of arenastack/ modules, by tools/sync_fastchat_modules.py: do not edit."""
