@@ -7,14 +7,14 @@ always naming the manifest path of the field to change.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterator
 
-from arenastack.dialect import Dialect
+from arenastack.dialect import Dialect, vllm_flag
 from arenastack.manifest import Manifest, Model
 from arenastack.memory import CUDA_CONTEXT_GIB, safe_fraction_total
 from arenastack.problems import Problem, field_path
 from arenastack.services import STACK_SERVICES
+from arenastack.sharing import fraction_terms, fraction_total, models_by_gpu
 
 # Flags the renderer writes itself from manifest fields; extra_args must not repeat them.
 GENERATED_FLAGS = {
@@ -37,8 +37,10 @@ SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY", r
 
 
 def problems(
-    manifest: Manifest, models: list[Model], gpu_count: int, dialect: Dialect
+    manifest: Manifest, models: list[Model], gpu_count: int | None, dialect: Dialect
 ) -> list[Problem]:
+    """Every problem across models. `gpu_count` is None when the inventory is unknown (it has a
+    problem of its own): then GPU indices are not checked against it."""
     found: list[Problem] = []
     found += _service_names(manifest, models)
     found += _gpu_indices(manifest, models, gpu_count)
@@ -76,7 +78,9 @@ def _service_names(manifest: Manifest, models: list[Model]) -> Iterator[Problem]
             )
 
 
-def _gpu_indices(manifest: Manifest, models: list[Model], gpu_count: int) -> Iterator[Problem]:
+def _gpu_indices(
+    manifest: Manifest, models: list[Model], gpu_count: int | None
+) -> Iterator[Problem]:
     for model in models:
         if model.gpus == "auto":
             continue
@@ -85,8 +89,9 @@ def _gpu_indices(manifest: Manifest, models: list[Model], gpu_count: int) -> Ite
             if len(model.gpus) > 1:
                 yield Problem(path, "tensor parallelism (a list of GPUs) needs device: cuda")
             continue
-        missing = [index for index in model.gpus if index >= gpu_count]
+        missing = [index for index in model.gpus if gpu_count is not None and index >= gpu_count]
         if missing:
+            assert gpu_count is not None
             have = f"GPUs 0-{gpu_count - 1}" if gpu_count > 1 else "only GPU 0"
             yield Problem(path, f"GPU {missing[0]} does not exist: the inventory has {have}")
         if len(set(model.gpus)) != len(model.gpus):
@@ -98,49 +103,29 @@ def _gpu_indices(manifest: Manifest, models: list[Model], gpu_count: int) -> Ite
             )
 
 
-def _by_gpu(models: list[Model]) -> dict[int, list[Model]]:
-    placed: dict[int, list[Model]] = defaultdict(list)
-    for model in models:
-        if model.gpus != "auto":
-            for index in model.gpus:
-                placed[index].append(model)
-    return placed
-
-
-def _fraction_sum(models: list[Model]) -> float:
-    return sum(m.gpu_memory_utilization for m in models if m.gpu_memory_utilization != "auto")
-
-
-def _terms(models: list[Model]) -> str:
-    return " + ".join(
-        f"{m.service} {m.gpu_memory_utilization}"
-        for m in models
-        if m.gpu_memory_utilization != "auto"
-    )
-
-
 def _fraction_sums(manifest: Manifest, models: list[Model]) -> Iterator[Problem]:
     if manifest.device == "cpu":
         return
-    for index, sharing in sorted(_by_gpu(models).items()):
-        total = _fraction_sum(sharing)
+    for index, sharing in models_by_gpu(models).items():
+        total = fraction_total(sharing)
         if total > 1.0 + 1e-9:
             yield Problem(
                 sharing[-1].path_of("gpu_memory_utilization"),
-                f"GPU {index} is over-committed: {_terms(sharing)} = {total:.2f} > 1.0",
+                f"GPU {index} is over-committed: {fraction_terms(sharing)} = {total:.2f} > 1.0",
             )
 
 
 def _tight_gpus(models: list[Model], gpu_memory_gib: list[float]) -> Iterator[Problem]:
-    for index, sharing in sorted(_by_gpu(models).items()):
+    for index, sharing in models_by_gpu(models).items():
         if index >= len(gpu_memory_gib):
             continue
-        total = _fraction_sum(sharing)
+        total = fraction_total(sharing)
         bound = safe_fraction_total(len(sharing), gpu_memory_gib[index])
         if bound < total <= 1.0 + 1e-9:
+            terms = fraction_terms(sharing)
             yield Problem(
                 sharing[-1].path_of("gpu_memory_utilization"),
-                f"GPU {index} is nearly full: {_terms(sharing)} = {total:.2f}, above the safe "
+                f"GPU {index} is nearly full: {terms} = {total:.2f}, above the safe "
                 f"{bound:.3f} for {len(sharing)} servers on {gpu_memory_gib[index]:.0f} GiB. Each "
                 f"earlier server also holds a CUDA context (~{CUDA_CONTEXT_GIB} GiB), and current "
                 "vLLM refuses to start unless free memory >= total x fraction; lower a fraction "
@@ -180,17 +165,33 @@ def _unique_names(models: list[Model]) -> Iterator[Problem]:
 
 def _extra_args(models: list[Model], dialect: Dialect) -> Iterator[Problem]:
     for model in models:
+        path = model.path_of("extra_args")
         for position, argument in enumerate(model.extra_args):
-            flag = argument.split("=", 1)[0]
-            path = model.path_of("extra_args")
-            if flag in GENERATED_FLAGS:
+            flag = vllm_flag(argument)
+            if flag is None:
+                continue
+            generated = _generated_flag(flag)
+            if generated is not None:
+                spelled = "" if argument == generated else f" ({argument!r})"
                 yield Problem(
                     path,
-                    f"{flag} is written by the renderer; set the manifest field "
-                    f"{GENERATED_FLAGS[flag]} instead (item {position})",
+                    f"{generated}{spelled} is written by the renderer; set the manifest field "
+                    f"{GENERATED_FLAGS[generated]} instead (item {position})",
                 )
             elif reason := dialect.unsupported(flag):
                 yield Problem(path, f"{reason} (the image runs vLLM {dialect.label})")
+
+
+def _generated_flag(flag: str) -> str | None:
+    """The rendered flag that `flag` would set in vLLM's parser: the same flag, or an
+    abbreviation of it (argparse expands unique prefixes, and rejects ambiguous ones)."""
+    if flag in GENERATED_FLAGS:
+        return flag
+    if flag.startswith("--") and len(flag) > 2:
+        for generated in GENERATED_FLAGS:
+            if generated.startswith(flag):
+                return generated
+    return None
 
 
 def _secrets(manifest: Manifest, models: list[Model]) -> Iterator[Problem]:

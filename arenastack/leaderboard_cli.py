@@ -19,6 +19,7 @@ from pathlib import Path
 
 from arenastack import arena, leaderboard
 from arenastack.manifest import Manifest, load_manifest, resolve_models
+from arenastack.problems import ManifestError
 from arenastack.ratings import Leaderboard, Settings
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
@@ -91,7 +92,12 @@ def board_for(args: argparse.Namespace) -> tuple[Leaderboard, str]:
     manifest_path = args.manifest
     if manifest_path is None and args.logs is None:
         manifest_path = DEFAULT_MANIFEST
-    manifest = load_manifest(manifest_path) if manifest_path is not None else None
+    manifest = None
+    if manifest_path is not None:
+        loaded = load_manifest(manifest_path)
+        if loaded.problems or loaded.manifest is None:
+            raise ManifestError(loaded.problems)
+        manifest = loaded.manifest
     settings, identity_filter = settings_of(manifest)
     known: list[str] | None = None
     words: list[str] = []

@@ -10,6 +10,7 @@ and the built-in defaults and returns one `Model` per enabled entry, which every
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pydantic import (
 )
 
 from arenastack.problems import ManifestError, Problem, field_path
+from arenastack.serialize import SafeLoader
 
 # A compose service name that is also a DNS label, so services reach each other by name.
 SERVICE_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -526,6 +528,8 @@ class Model:
     params_b: float | None
     # Which block each setting came from, for messages: `models.x.field` or `defaults.field`.
     origins: dict[str, str]
+    # Settings that failed validation (their defaults stand in): nothing is derived from them.
+    unchecked: frozenset[str] = frozenset()
 
     @property
     def tensor_parallel_size(self) -> int:
@@ -553,8 +557,11 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def resolve_models(manifest: Manifest, manifest_dir: Path) -> list[Model]:
-    """Apply `defaults`, then the built-in defaults; drop disabled models; keep manifest order."""
+def resolve_models(
+    manifest: Manifest, manifest_dir: Path, pruned: tuple[str, ...] = ()
+) -> list[Model]:
+    """Apply `defaults`, then the built-in defaults; drop disabled models; keep manifest order.
+    `pruned` lists the fields that failed validation (see `Loaded`)."""
     defaults = manifest.defaults.model_dump(exclude_unset=True)
     resolved = []
     for service, entry in manifest.models.items():
@@ -603,9 +610,27 @@ def resolve_models(manifest: Manifest, manifest_dir: Path) -> list[Model]:
                 weights_gib=settings["weights_gib"],
                 params_b=settings["params_b"],
                 origins=origins,
+                unchecked=_unchecked(service, pruned),
             )
         )
     return resolved
+
+
+def _unchecked(service: str, pruned: tuple[str, ...]) -> frozenset[str]:
+    """The model's settings that failed validation. A misspelled key may be any of them (it
+    is most often the GPU or the fraction), so an unknown key marks the model's placement and
+    fraction unchecked too: nothing is planned on a guess."""
+    unchecked = set()
+    for block in (field_path("models", service), "defaults"):
+        for path in pruned:
+            setting = path.removeprefix(block + ".").split(".")[0]
+            if not path.startswith(block + "."):
+                continue
+            if setting in ModelEntry.model_fields:
+                unchecked.add(setting)
+            else:
+                unchecked |= {"gpu", "gpu_memory_utilization"}
+    return frozenset(unchecked)
 
 
 def _local_path(model: str, manifest_dir: Path) -> Path | None:
@@ -617,34 +642,50 @@ def _local_path(model: str, manifest_dir: Path) -> Path | None:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_manifest(path: Path) -> Manifest:
+@dataclass(frozen=True)
+class Loaded:
+    """A manifest as far as it validates: fields that failed are left out (their defaults apply)
+    and listed in `pruned`, so that the checks after validation still run on the rest and every
+    problem is reported in one run. `manifest` is None when nothing checkable is left."""
+
+    manifest: Manifest | None
+    problems: list[Problem]
+    pruned: tuple[str, ...]  # manifest paths of the fields left out
+
+    def derived_from_pruned(self, problem: Problem) -> bool:
+        """A later check's complaint about a field that already failed validation (its default
+        stood in) says nothing true about the manifest."""
+        return any(problem.path == p or problem.path.startswith(p + ".") for p in self.pruned)
+
+
+def load_manifest(path: Path) -> Loaded:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ManifestError(
-            [Problem("", f"cannot read manifest {path}: {error.strerror}")]
-        ) from None
+        return Loaded(None, [Problem("", f"cannot read manifest {path}: {error.strerror}")], ())
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as error:
         where = ""
         if mark := getattr(error, "problem_mark", None):
             where = f" (line {mark.line + 1}, column {mark.column + 1})"
         problem = getattr(error, "problem", None) or "cannot be parsed"
-        raise ManifestError([Problem("", f"{path} is not valid YAML{where}: {problem}")]) from None
+        message = f"not valid YAML{where}: {problem} (in {path})"
+        return Loaded(None, [Problem("", message)], ())
+    stem_problems = []
     if isinstance(data, dict) and "experiment" not in data:
-        if not re.match(EXPERIMENT_PATTERN, path.stem):
-            raise ManifestError(
-                [
-                    Problem(
-                        "experiment",
-                        f"not set, and the manifest's file name {path.stem!r} is no safe folder "
-                        "name (letters, digits, _ . -): set it",
-                    )
-                ]
+        if re.match(EXPERIMENT_PATTERN, path.stem):
+            data = {**data, "experiment": path.stem}
+        else:
+            message = (
+                f"not set, and the manifest's file name {path.stem!r} is no safe folder name "
+                "(letters, digits, _ . -): set it"
             )
-        data = {**data, "experiment": path.stem}
-    return parse_manifest(data)
+            stem_problems.append(Problem("experiment", message))
+    loaded = validate_leniently(data)
+    if stem_problems:
+        return Loaded(loaded.manifest, stem_problems + loaded.problems, loaded.pruned)
+    return loaded
 
 
 def experiment_of(manifest: Manifest) -> str:
@@ -653,22 +694,85 @@ def experiment_of(manifest: Manifest) -> str:
 
 
 def parse_manifest(data: object) -> Manifest:
+    """The manifest, or ManifestError listing every problem."""
+    loaded = validate_leniently(data)
+    if loaded.problems or loaded.manifest is None:
+        raise ManifestError(loaded.problems)
+    return loaded.manifest
+
+
+# Enough for any manifest: each round leaves out at least one field.
+_MAX_ROUNDS = 200
+
+
+def validate_leniently(data: object) -> Loaded:
     if not isinstance(data, dict):
-        raise ManifestError([Problem("", "the manifest must be a mapping with a `models` key")])
-    try:
-        return Manifest.model_validate(data)
-    except ValidationError as error:
-        raise ManifestError(problems_from_validation(error)) from None
+        return Loaded(None, [Problem("", "the manifest must be a mapping with a `models` key")], ())
+    data = copy.deepcopy(data)
+    problems: list[Problem] = []
+    pruned: list[Location] = []
+    for _ in range(_MAX_ROUNDS):
+        try:
+            manifest = Manifest.model_validate(data)
+        except ValidationError as error:
+            details = error.errors(include_url=False)
+        else:
+            return Loaded(manifest, problems, tuple(field_path(*p) for p in pruned))
+        progressed = False
+        for detail in details:
+            location = _location(detail["loc"])
+            # Not an echo of a field already left out, nor of leaving it out (the last model
+            # of `models` gone makes `models` empty).
+            echo = any(location[: len(p)] == p or p[: len(location)] == location for p in pruned)
+            if not echo:
+                problems.append(_problem(detail))
+            target = _prune_target(location, detail["type"])
+            if target is None:
+                return Loaded(None, problems, tuple(field_path(*p) for p in pruned))
+            if _delete(data, target):
+                pruned.append(target)
+                progressed = True
+        if not progressed:
+            break
+    return Loaded(None, problems, tuple(field_path(*p) for p in pruned))
 
 
-def problems_from_validation(error: ValidationError) -> list[Problem]:
-    problems = []
-    for detail in error.errors(include_url=False):
-        location = [str(part) for part in detail["loc"] if part != "[key]"]
-        message = detail["msg"].removeprefix("Value error, ")
-        if detail["type"] == "extra_forbidden":
-            message = "unknown key (misspelled? the manifest reference lists the keys)"
-        elif detail["loc"][0] == "models" and detail["loc"][2:] == ("[key]",):
-            message = "is not a valid service name: use lowercase letters, digits, - and _"
-        problems.append(Problem(field_path(*location), message))
-    return problems
+Location = tuple[str | int, ...]
+
+
+def _location(loc: tuple[str | int, ...]) -> Location:
+    return tuple(part for part in loc if part != "[key]")
+
+
+def _prune_target(location: Location, kind: str) -> Location | None:
+    """What to leave out so that the rest validates: the failing field; a whole list for one bad
+    item; the entry holding a missing required field; None when nothing checkable would remain."""
+    if kind == "missing":
+        location = location[:-1]
+    while location and isinstance(location[-1], int):
+        location = location[:-1]
+    if not location or location == ("models",):
+        return None
+    return location
+
+
+def _delete(data: dict[str, Any], location: Location) -> bool:
+    node: Any = data
+    for part in location[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    if isinstance(node, dict) and location[-1] in node:
+        del node[location[-1]]
+        return True
+    return False
+
+
+def _problem(detail: Any) -> Problem:
+    location = [str(part) for part in _location(detail["loc"])]
+    message = detail["msg"].removeprefix("Value error, ")
+    if detail["type"] == "extra_forbidden":
+        message = "unknown key (misspelled? the manifest reference lists the keys)"
+    elif detail["loc"][0] == "models" and detail["loc"][2:] == ("[key]",):
+        message = "is not a valid service name: use lowercase letters, digits, - and _"
+    return Problem(field_path(*location), message)

@@ -41,16 +41,33 @@ def prepare(
     detect: Callable[[], list[GpuSpec]] | None = None,
     explain: bool = False,
 ) -> Prepared:
-    """Everything up to the compose document; raises ManifestError listing every problem."""
-    manifest = load_manifest(manifest_path)
+    """Everything up to the compose document; raises ManifestError listing every problem.
+
+    A field that fails validation is left out and every later step still runs on the rest, so
+    one run reports every problem; complaints that only echo a field already reported (its
+    default stood in) are dropped."""
+    loaded = load_manifest(manifest_path)
+    if loaded.manifest is None:
+        raise ManifestError(loaded.problems)
+    manifest = loaded.manifest
     manifest_dir = manifest_path.resolve().parent
-    models = resolve_models(manifest, manifest_dir)
-    gpus = inventory.gpus_for(manifest, gpus_spec, detect)
+    models = resolve_models(manifest, manifest_dir, loaded.pruned)
+    found = list(loaded.problems)
+    derived: list[Problem] = []
+    gpus: list[GpuSpec] | None
+    try:
+        gpus = inventory.gpus_for(manifest, gpus_spec, detect)
+    except ManifestError as error:
+        derived += error.problems
+        gpus = None
     dialect = dialect_for(manifest)
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
-    found = checks.problems(manifest, plan.models, len(gpus), dialect) + plan.problems
+    derived += checks.problems(manifest, plan.models, None if gpus is None else len(gpus), dialect)
+    derived += plan.problems
+    found += [p for p in derived if not loaded.derived_from_pruned(p)]
     if found:
-        raise ManifestError(found)
+        raise ManifestError(dict.fromkeys(found))
+    assert gpus is not None
     memory = [gpu.memory_gib for gpu in gpus]
     warnings = checks.warnings(manifest, plan.models, memory) + plan.warnings
     return Prepared(manifest, manifest_path, gpus, dialect, plan, warnings)

@@ -33,6 +33,7 @@ from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.memory import safe_fraction_total
 from arenastack.modelinfo import DTYPE_BYTES, ModelInfo
 from arenastack.problems import Problem
+from arenastack.sharing import fraction_terms, fraction_total, models_by_gpu
 
 GIB = 2**30
 NON_TORCH_GIB = 1.0
@@ -92,7 +93,7 @@ class Plan:
         return [e for e in self.entries if e.model.gpus != "auto" and index in e.model.gpus]
 
     def fraction_total(self, index: int) -> float:
-        return sum(float(e.model.gpu_memory_utilization) for e in self.on_gpu(index))
+        return fraction_total([e.model for e in self.on_gpu(index)])
 
 
 def served_dtype_bytes(model: Model, info: ModelInfo) -> int:
@@ -147,13 +148,16 @@ def overhead_bytes(model: Model, info: ModelInfo | None) -> int:
 def plan(
     manifest: Manifest,
     models: list[Model],
-    gpus: list[GpuSpec],
+    gpus: list[GpuSpec] | None,
     manifest_dir: Path,
     sequences: int | None = None,
     explain: bool = False,
 ) -> Plan:
-    """Settle every 'auto'. The hub is asked only for models whose 'auto' needs it, or for
-    every unknown model when `explain` (the plan command) wants the full table."""
+    """Settle every 'auto' that can be settled. The plan keeps every model, in manifest order;
+    one the planner cannot settle stays 'auto' and its problem is in `problems`, so the checks
+    still run on all of them. `gpus` is None when the inventory is unknown (it has a problem of
+    its own): then nothing is settled. The hub is asked only for models whose 'auto' needs it,
+    or for every unknown model when `explain` (the plan command) wants the full table."""
     sequences = sequences or manifest.planner.full_length_sequences
     host_cache = None
     if manifest.hf_cache.host_path:
@@ -165,6 +169,8 @@ def plan(
     ]
     if manifest.device == "cpu":
         return _plan_cpu(models, infos, sequences)
+    if gpus is None:
+        return Plan(models, [], [], [], [])
     return _plan_cuda(manifest, models, infos, gpus, sequences)
 
 
@@ -227,6 +233,9 @@ def _plan_cuda(
     settled: list[Model] = []
     # First settle the fractions of placed models, then place the 'auto' ones.
     for model, info in zip(models, infos, strict=True):
+        if _unplannable(model):
+            settled.append(model)
+            continue
         gpu_memory = None
         if model.gpus != "auto" and all(i < len(memory) for i in model.gpus):
             gpu_memory = min(memory[i] for i in model.gpus)
@@ -234,12 +243,12 @@ def _plan_cuda(
             fraction, problem = _auto_fraction(model, info, sequences, gpu_memory)
             if problem:
                 problems.append(problem)
-                continue
-            model = replace(model, gpu_memory_utilization=fraction)
+            elif fraction:
+                model = replace(model, gpu_memory_utilization=fraction)
         settled.append(model)
-    if problems:
-        return Plan(settled, [], gpus, problems, [])
-    placed, problems = _place(manifest, settled, infos, memory, sequences)
+    placed, placement_problems = _place(manifest, settled, infos, memory, sequences)
+    problems += placement_problems
+    problems += _over_budget(manifest, models, placed, memory)
     if problems:
         return Plan(placed, [], gpus, problems, [])
     entries = []
@@ -249,6 +258,37 @@ def _plan_cuda(
         entries.append(_entry(model, info, sequences, gpu_memory))
     warnings = [w for e in entries if (w := _short_of_kv(e, "gpu_memory_utilization"))]
     return Plan(placed, entries, gpus, [], warnings)
+
+
+def _unplannable(model: Model) -> bool:
+    """Its GPU or fraction failed validation: nothing is derived from the default standing in."""
+    return bool(model.unchecked & {"gpu", "gpu_memory_utilization"})
+
+
+def _over_budget(
+    manifest: Manifest, requested: list[Model], placed: list[Model], memory: list[int]
+) -> list[Problem]:
+    """planner.gpu_budget binds every GPU on which the planner sized or placed a model: the
+    fractions there, set by hand or not, add up to at most the budget."""
+    budget = manifest.planner.gpu_budget
+    planned = {m.service for m in requested if _has_auto(m) and not _unplannable(m)}
+    problems = []
+    for index, sharing in models_by_gpu(placed).items():
+        by_planner = [m for m in sharing if m.service in planned]
+        total = fraction_total(sharing)
+        if not by_planner or index >= len(memory) or total <= budget + 1e-9:
+            continue
+        short = (total - budget) * memory[index] / GIB
+        problems.append(
+            Problem(
+                by_planner[-1].path_of("gpu_memory_utilization"),
+                f"GPU {index} does not hold what its models need within planner.gpu_budget "
+                f"{budget:g}: {fraction_terms(sharing)} = {total:.2f}, short by {short:.1f} GiB "
+                f"of {memory[index] / GIB:g} GiB; raise the budget, lower max_model_len, use fp8 "
+                "KV cache or move a model",
+            )
+        )
+    return problems
 
 
 def _auto_fraction(
@@ -297,13 +337,11 @@ def _place(
     budget = manifest.planner.gpu_budget
     used = [0.0] * len(memory)
     count = [0] * len(memory)
-    for model in models:
-        if model.gpus != "auto" and model.gpu_memory_utilization != "auto":
-            for index in model.gpus:
-                if index < len(memory):
-                    used[index] += float(model.gpu_memory_utilization)
-                    count[index] += 1
-    waiting = [(i, m) for i, m in enumerate(models) if m.gpus == "auto"]
+    for index, sharing in models_by_gpu(models).items():
+        if index < len(memory):
+            used[index] = fraction_total(sharing)
+            count[index] = len(sharing)
+    waiting = [(i, m) for i, m in enumerate(models) if m.gpus == "auto" and not _unplannable(m)]
     needs: dict[int, int] = {}
     problems = []
     for position, model in waiting:

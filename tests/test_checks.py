@@ -1,8 +1,10 @@
 """Every bad manifest under fixtures/bad/ is rejected before anything is written.
 
 Each file states what it must produce in header comments:
-    # expect: <text of one error line, starting with the manifest path of the field>
+    # expect: <the start of one error line: the manifest path of the field, then the message>
     # args: <command-line arguments; default --gpus 1x80@8.0>
+The error lines printed must be exactly the expected ones, one each: a missing line or an extra
+one (a check that wrongly fires) fails the test.
 """
 
 from __future__ import annotations
@@ -41,11 +43,28 @@ def test_bad_manifest_fails_with_field_path_and_keeps_previous_output(
 
     status = cli.main([str(path), "-o", str(output), *extra])
 
-    errors = capsys.readouterr().err.splitlines()
+    lines = capsys.readouterr().err.splitlines()
     assert status == 2
-    assert errors, "a rejected manifest says why"
-    assert all(line.startswith(("error: ", "warning: ")) for line in errors), errors
-    for expected in header(path, "expect"):
-        assert any(expected in line for line in errors), f"{expected!r} not in {errors}"
+    assert all(line.startswith(("error: ", "warning: ")) for line in lines), lines
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    assert matches(header(path, "expect"), errors), f"expected {header(path, 'expect')}"
     assert output.read_bytes() == before
     assert list(tmp_path.iterdir()) == [output], "no temporary file is left behind"
+
+
+def matches(expected: list[str], errors: list[str]) -> bool:
+    """Each error line starts with its own expected text, and there is no other error line."""
+    unmatched = list(errors)
+    for start in expected:
+        line = next((line for line in unmatched if line.startswith(start)), None)
+        if line is None:
+            return False
+        unmatched.remove(line)
+    return not unmatched
+
+
+def test_matching_fails_on_an_extra_or_a_missing_line() -> None:
+    assert matches(["a.b: x"], ["a.b: x y"])
+    assert not matches(["a.b: x"], ["a.b: x y", "models: every model is disabled"])
+    assert not matches(["a.b: x", "c: y"], ["a.b: x y"])
+    assert not matches(["a.b: x", "a.b: x"], ["a.b: x y"])

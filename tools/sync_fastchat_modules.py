@@ -5,7 +5,7 @@ The leaderboard service runs in the FastChat image, whose build context is image
 cannot reach the repository's arenastack/ package. The copies are committed; a unit test fails
 when they differ from the originals. Run after changing any of MODULES:
 
-    python tools/sync_fastchat_modules.py
+    python tools/sync_fastchat_modules.py [--check]
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def stale() -> list[Path]:
 
 
 def main() -> int:
+    if "--check" in sys.argv[1:]:
+        for path in stale():
+            print(f"{path.relative_to(REPO)} is stale: run tools/sync_fastchat_modules.py")
+        return 1 if stale() else 0
     TARGET.mkdir(exist_ok=True)
     files = wanted()
     for path in sorted(set(TARGET.glob("*.py")) - set(files)):

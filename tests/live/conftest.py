@@ -1,8 +1,13 @@
-"""The live stack: rendered from tests/live/manifest.yaml, built and started with the real Docker
-Compose, real vLLM (CPU backend) and real FastChat, torn down at the end.
+"""The live stack: rendered from tests/live/manifest.yaml, started with the real Docker Compose,
+real vLLM (CPU backend) and real FastChat, torn down at the end.
 
-Where no Docker engine answers, the live tests skip with one loud line; on a CI machine (CI=true
-with /var/run/docker.sock present) that is a failure instead. Measurements go to
+pytest-docker's session fixtures start and stop it (`docker_compose_file`,
+`docker_compose_project_name`, `docker_setup`, `docker_cleanup`); python-on-whales does everything
+else. Each run has a project name and host ports of its own, so two runs on one host never touch
+each other's containers, volumes or ports.
+
+Where no Docker engine, Compose plugin or base image is at hand, the live tests skip, and say so in
+pytest's summary; under CI=true that is a failure instead. Measurements go to
 tests/artifacts/live-report.json (and .md).
 """
 
@@ -11,102 +16,159 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import threading
+import secrets
+import socket
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
+from python_on_whales import DockerClient, DockerException
+from python_on_whales.utils import run as run_docker
 
 from arenastack import cli
+from arenastack.services import WEBUI_PORT
 from tests.conftest import REPO, make_tiny_models
 
 LIVE = Path(__file__).resolve().parent
 MANIFEST = LIVE / "manifest.yaml"
 SWAP_MANIFEST = LIVE / "manifest-swap.yaml"
-COMPOSE_FILE = LIVE / "docker-compose.yml"
-PROJECT = "arenastack-live"
 ARTIFACTS = REPO / "tests" / "artifacts"
 BASE_IMAGE = "arenastack/base:bookworm"
 UP_TIMEOUT_S = 900
-UI = "http://127.0.0.1:17860"
 # Which recipe each locally built image was last built from: sending the multi-GB build contexts
 # to the engine takes minutes even when every layer is cached, so unchanged images are not rebuilt.
 BUILT = Path.home() / ".cache" / "arenastack" / "built-images.json"
 
 
-def compose(*args: str, timeout: float = UP_TIMEOUT_S + 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", PROJECT, *args],
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+class LiveTestsSkipped(UserWarning):
+    """Shown in pytest's warnings summary, so that a skipped live suite is never mistaken for a
+    passed one."""
 
 
-def compose_ok(*args: str, timeout: float = UP_TIMEOUT_S + 60) -> str:
-    result = compose(*args, timeout=timeout)
-    assert result.returncode == 0, f"docker compose {' '.join(args)}:\n{result.stderr[-4000:]}"
-    return result.stdout + result.stderr
+# --- one run: its project name, its ports, its files ---------------------------------------
 
 
-def docker(*args: str) -> str:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=True, timeout=120
-    ).stdout
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def recipes() -> dict[str, str]:
-    """Image tag → digest of what it is built from: build args and every context file except the
-    wheelhouse (whose content follows from the requirements files, which are hashed)."""
-    document = yaml.safe_load(COMPOSE_FILE.read_text())
+@dataclass
+class Run:
+    """The files and names of one live run. Every `port` in a manifest is replaced by a free port,
+    the same one for the same field in every manifest of the run (a swap must not move ports)."""
+
+    project: str = field(default_factory=lambda: f"arenastack-live-{secrets.token_hex(4)}")
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def compose_file(self) -> Path:
+        return LIVE / f".run-{self.project}.compose.yml"
+
+    def manifest(self, source: Path) -> Path:
+        """The run's copy of `source`, beside it so that relative model paths still hold."""
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+        data["project"] = self.project
+        self._replace_ports(data, "")
+        copy = LIVE / f".run-{self.project}-{source.stem}.yaml"
+        copy.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return copy
+
+    def _replace_ports(self, data: Any, path: str) -> None:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                where = f"{path}.{key}"
+                if key == "port" and isinstance(value, int):
+                    data[key] = self.ports.setdefault(where, free_port())
+                else:
+                    self._replace_ports(value, where)
+
+    def render(self, source: Path) -> Path:
+        manifest = self.manifest(source)
+        assert cli.main([str(manifest), "-o", str(self.compose_file)]) == 0
+        return manifest
+
+    def remove_files(self) -> None:
+        for path in LIVE.glob(f".run-{self.project}*"):
+            path.unlink()
+
+
+RUN = Run()
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def recipes(compose_file: Path) -> dict[str, tuple[str, str]]:
+    """Image tag → (a service that builds it, digest of what it is built from: build args and
+    every context file except the wheelhouse, whose content follows from the hashed
+    requirements files)."""
+    document = yaml.safe_load(compose_file.read_text())
     found = {}
-    for service in document["services"].values():
+    for name, service in document["services"].items():
         if "build" not in service:
             continue
-        context = (COMPOSE_FILE.parent / service["build"]["context"]).resolve()
+        context = (compose_file.parent / service["build"]["context"]).resolve()
         digest = hashlib.sha256(json.dumps(service["build"]["args"], sort_keys=True).encode())
         for path in sorted(context.rglob("*")):
             relative = path.relative_to(context)
             if path.is_file() and relative.parts[0] != "wheels":
                 digest.update(str(relative).encode() + b"\0" + path.read_bytes())
-        found[service["image"]] = digest.hexdigest()
+        found[service["image"]] = (name, digest.hexdigest())
     return found
 
 
-def stale_images() -> dict[str, str]:
+def build_stale_images(docker: DockerClient) -> list[str]:
     built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
-    return {
-        tag: digest
-        for tag, digest in recipes().items()
-        if built.get(tag) != digest
-        or subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode
+    stale = {
+        tag: recipe
+        for tag, recipe in recipes(RUN.compose_file).items()
+        if built.get(tag) != recipe[1] or not docker.image.exists(tag)
     }
+    if stale:
+        docker.compose.build(services=[service for service, _ in stale.values()])
+        BUILT.parent.mkdir(parents=True, exist_ok=True)
+        built |= {tag: digest for tag, (_, digest) in stale.items()}
+        BUILT.write_text(json.dumps(built, indent=2) + "\n")
+    return sorted(stale)
 
 
-def remember_built(images: dict[str, str]) -> None:
-    built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
-    BUILT.parent.mkdir(parents=True, exist_ok=True)
-    BUILT.write_text(json.dumps({**built, **images}, indent=2) + "\n")
+# --- why the live tests might not run -------------------------------------------------------
 
 
-def render(manifest: Path) -> None:
-    assert cli.main([str(manifest), "-o", str(COMPOSE_FILE)]) == 0
-
-
-def why_no_live_stack() -> str | None:
+def why_no_live_stack(docker: DockerClient) -> str | None:
     try:
-        subprocess.run(["docker", "info"], capture_output=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return "no Docker engine answers `docker info`"
-    if compose("version", timeout=30).returncode != 0:
-        return "`docker compose` (v2 plugin) is missing: run tools/bootstrap"
-    if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode:
+        docker.system.info()
+    except (DockerException, OSError) as error:
+        return f"no Docker engine answers `docker info` ({str(error).strip()[:200]})"
+    try:
+        docker.compose.version()
+    except DockerException:
+        return "`docker compose` (the v2 plugin) is missing: run tools/bootstrap"
+    if not docker.image.exists(BASE_IMAGE):
         return f"the base image {BASE_IMAGE} is missing: run tools/bootstrap"
     return None
+
+
+SKIPPED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for reason in SKIPPED:
+        terminalreporter.write_sep("!", f"LIVE TESTS SKIPPED: {reason}", red=True, bold=True)
+
+
+# --- the report -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -123,54 +185,6 @@ class Report:
         (ARTIFACTS / "live-report.md").write_text("\n".join(lines) + "\n")
 
 
-class Events:
-    """`docker events` of the project, recorded in the background: container starts and health
-    changes with the engine's own timestamps."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.process = subprocess.Popen(
-            ["docker", "events", "--format", "{{json .}}",
-             "--filter", f"label=com.docker.compose.project={PROJECT}"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.records.append(json.loads(line))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-    def times(self, service: str, action: str) -> list[float]:
-        """Engine timestamps (s) of `action` ("start", "health_status: healthy") on `service`."""
-        return [
-            record["timeNano"] / 1e9
-            for record in self.records
-            if record.get("Type") == "container"
-            and record.get("Action") == action
-            and record["Actor"]["Attributes"].get("com.docker.compose.service") == service
-        ]
-
-
-@dataclass
-class Stack:
-    events: Events
-    report: Report
-    services: list[str]
-
-    def container_id(self, service: str) -> str:
-        return compose_ok("ps", "-q", service, timeout=60).strip()
-
-    def inspect(self, service: str) -> dict[str, Any]:
-        data: list[dict[str, Any]] = json.loads(docker("inspect", self.container_id(service)))
-        return data[0]
-
-
 @pytest.fixture(scope="session")
 def report() -> Iterator[Report]:
     collected = Report()
@@ -178,49 +192,153 @@ def report() -> Iterator[Report]:
     collected.write()
 
 
+# --- the stack ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    docker: DockerClient
+    report: Report
+    manifest: Path
+    started_at: datetime  # the engine's clock and ours agree: one host
+    ports: Any  # pytest-docker's Services: port_for(service, container_port)
+
+    @property
+    def project(self) -> str:
+        return RUN.project
+
+    @property
+    def compose_file(self) -> Path:
+        return RUN.compose_file
+
+    @cached_property
+    def services(self) -> list[str]:
+        document = yaml.safe_load(RUN.compose_file.read_text())
+        return list(document["services"])
+
+    def url(self, service: str, container_port: int) -> str:
+        return f"http://127.0.0.1:{self.ports.port_for(service, container_port)}"
+
+    def container_id(self, service: str) -> str:
+        (container,) = self.docker.compose.ps(services=[service])
+        return container.id
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        """One raw inspection. python-on-whales re-inspects a container whose cached state is
+        older than 10 ms, so two of its attributes read one after the other may describe two
+        moments; fields that must agree (restart count and health) come from here."""
+        command = [*self.docker.client_config.docker_cmd, "inspect", self.container_id(service)]
+        data: list[dict[str, Any]] = json.loads(cast(str, run_docker(command)))
+        return data[0]
+
+    def logs(self, service: str, tail: int | None = None) -> str:
+        text = self.docker.compose.logs(
+            services=[service], tail=None if tail is None else str(tail)
+        )
+        assert isinstance(text, str)
+        return text
+
+    def exec(self, service: str, command: list[str]) -> str:
+        output = self.docker.compose.execute(service, command, tty=False)
+        assert isinstance(output, str)
+        return output
+
+    def events(self, service: str, action: str) -> list[float]:
+        """Engine timestamps (s) of `action` ("start", "health_status: healthy") on `service`
+        since the run began, read after the fact over that window."""
+        window = self.docker.system.events(
+            since=self.started_at - timedelta(seconds=5),
+            until=datetime.now() + timedelta(seconds=1),
+            filters={"type": "container", "label": f"com.docker.compose.project={RUN.project}"},
+        )
+        return [
+            event.time_nano / 1e9
+            for event in window
+            if event.action == action
+            and event.time_nano is not None
+            and event.actor is not None
+            and (event.actor.attributes or {}).get("com.docker.compose.service") == service
+        ]
+
+
+def compose_client() -> DockerClient:
+    return DockerClient(compose_files=[RUN.compose_file], compose_project_name=RUN.project)
+
+
 @pytest.fixture(scope="session")
-def stack(report: Report) -> Iterator[Stack]:
-    reason = why_no_live_stack()
+def docker_compose_project_name() -> str:
+    return RUN.project
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file(live_manifest: Path) -> str:
+    return str(RUN.compose_file)
+
+
+@pytest.fixture(scope="session")
+def docker_setup() -> list[str]:
+    # The images are built beforehand (build_stale_images); never pulled.
+    return [f"up --detach --wait --wait-timeout {UP_TIMEOUT_S}"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup() -> list[str]:
+    return ["down --volumes --remove-orphans"]
+
+
+@pytest.fixture(scope="session")
+def live_manifest(report: Report) -> Iterator[Path]:
+    """Render the run's manifest and build what is stale; skip (or fail on CI) where the live
+    stack cannot run."""
+    reason = why_no_live_stack(DockerClient())
     if reason:
-        if os.environ.get("CI") == "true" and Path("/var/run/docker.sock").exists():
-            pytest.fail(f"LIVE TESTS CANNOT RUN ON CI: {reason}")
-        print(f"\n!!! LIVE TESTS SKIPPED: {reason} !!!")
-        pytest.skip(reason)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"LIVE TESTS CANNOT RUN ON CI: {reason}", pytrace=False)
+        SKIPPED.append(reason)
+        warnings.warn(LiveTestsSkipped(reason), stacklevel=1)
+        pytest.skip(f"live stack unavailable: {reason}")
     make_tiny_models()
-    render(MANIFEST)
-    compose("down", "-v", "--remove-orphans", timeout=300)
-
+    manifest = RUN.render(MANIFEST)
     started = time.monotonic()
-    stale = stale_images()
-    if stale:
-        compose_ok("build")
-        remember_built(stale)
-    report.figures["images_built"] = sorted(stale)
+    report.figures["images_built"] = build_stale_images(compose_client())
     report.figures["images_build_s"] = round(time.monotonic() - started, 1)
+    try:
+        yield manifest
+    finally:
+        RUN.remove_files()
 
-    events = Events()
+
+def print_unhealthy_logs(docker: DockerClient) -> None:
+    """What a failed `up` leaves to read: the last lines of every service not healthy."""
+    for container in docker.compose.ps(all=True):
+        state = container.state
+        health = state.health.status if state.health else None
+        if state.running and health in (None, "healthy"):
+            continue
+        labels = container.config.labels or {}
+        service = labels.get("com.docker.compose.service", container.name)
+        print(f"\n--- {service}: {state.status}, health {health} ---")
+        print(docker.compose.logs(services=[service], tail="60"))
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest, live_manifest: Path, report: Report) -> Stack:
+    docker = compose_client()
+    started_at = datetime.now()
     started = time.monotonic()
     try:
-        compose_ok("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S))
-    except AssertionError:
-        print(compose("logs", "--no-color", "--tail", "80", timeout=120).stdout)
+        services = request.getfixturevalue("docker_services")
+    except Exception:
+        print_unhealthy_logs(docker)
+        docker.compose.down(volumes=True, remove_orphans=True)
         raise
     report.figures["stack_up_to_all_healthy_s"] = round(time.monotonic() - started, 1)
+    stack = Stack(
+        docker=docker, report=report, manifest=live_manifest, started_at=started_at, ports=services
+    )
     try:
-        with urllib.request.urlopen(UI, timeout=10) as response:
+        with urllib.request.urlopen(stack.url("webui", WEBUI_PORT), timeout=10) as response:
             report.figures["webui_status_right_after_up"] = response.status
     except OSError as error:
         report.figures["webui_status_right_after_up"] = str(error)
-    models = ["tiny-a", "tiny-b", "tiny-q"]
-    for service in models:
-        start, healthy = (
-            events.times(service, "start"),
-            events.times(service, "health_status: healthy"),
-        )
-        if start and healthy:
-            report.figures[f"{service}_start_to_healthy_s"] = round(healthy[0] - start[0], 1)
-    try:
-        yield Stack(events=events, report=report, services=models)
-    finally:
-        events.stop()
-        compose("down", "-v", "--remove-orphans", timeout=300)
+    return stack

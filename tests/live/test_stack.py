@@ -7,85 +7,74 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from openai import OpenAI
 from playwright.sync_api import expect
+from python_on_whales import DockerException
 
 from arenastack.pipeline import prepare
-from tests.live.conftest import (
-    ARTIFACTS,
-    MANIFEST,
-    PROJECT,
-    SWAP_MANIFEST,
-    Stack,
-    compose,
-    compose_ok,
-    docker,
-    render,
-)
+from arenastack.services import VLLM_PORT, WEBUI_PORT
+from tests.live.conftest import ARTIFACTS, RUN, SWAP_MANIFEST, Stack
 
 pytestmark = pytest.mark.live
 
-PORTS = {"tiny-a": 18001, "tiny-b": 18002, "tiny-q": 18003}
+MODELS = ["tiny-a", "tiny-b", "tiny-q"]
 DISPLAY = {"tiny-a": "Tiny A", "tiny-b": "Tiny B", "tiny-q": "Tiny Qwen"}
-UI = "http://127.0.0.1:17860"
 
 
-def client(service: str) -> OpenAI:
-    return OpenAI(base_url=f"http://127.0.0.1:{PORTS[service]}/v1", api_key="none", timeout=120)
+def client(stack: Stack, service: str) -> OpenAI:
+    return OpenAI(base_url=stack.url(service, VLLM_PORT) + "/v1", api_key="none", timeout=120)
 
 
-def chat(service: str, prompt: str = "Hello! How are you today?") -> str:
-    reply = client(service).chat.completions.create(
+def chat(stack: Stack, service: str, prompt: str = "Hello! How are you today?") -> str:
+    reply = client(stack, service).chat.completions.create(
         model=service, messages=[{"role": "user", "content": prompt}], max_tokens=16
     )
     return reply.choices[0].message.content or ""
 
 
-@pytest.mark.parametrize("service", list(PORTS))
+@pytest.mark.parametrize("service", MODELS)
 def test_model_lists_its_name_and_answers(stack: Stack, service: str) -> None:
-    assert [m.id for m in client(service).models.list()] == [service]
-    assert chat(service).strip()
+    assert [m.id for m in client(stack, service).models.list()] == [service]
+    assert chat(stack, service).strip()
 
 
 def test_web_ui_answered_as_soon_as_up_returned(stack: Stack) -> None:
     assert stack.report.figures["webui_status_right_after_up"] == 200
 
 
-@pytest.mark.parametrize("service", list(PORTS))
+@pytest.mark.parametrize("service", MODELS)
 def test_logs_hold_one_model_only(stack: Stack, service: str) -> None:
-    logs = compose_ok("logs", "--no-color", service, timeout=60)
+    logs = stack.logs(service)
     assert f"/models/{service}" in logs, "its own start-up lines"
     assert "KV cache size" in logs and "Application startup complete" in logs
-    for other in PORTS.keys() - {service}:
+    for other in set(MODELS) - {service}:
         assert f"/models/{other}" not in logs
         assert f"{other}-1 " not in logs
 
 
 def test_co_located_models_start_one_after_another(stack: Stack) -> None:
-    events = stack.events
-    (a_healthy, *_) = events.times("tiny-a", "health_status: healthy")
-    (b_start, *_) = events.times("tiny-b", "start")
-    (q_start, *_) = events.times("tiny-q", "start")
-    (a_start, *_) = events.times("tiny-a", "start")
+    (a_healthy, *_) = stack.events("tiny-a", "health_status: healthy")
+    (b_start, *_) = stack.events("tiny-b", "start")
+    (q_start, *_) = stack.events("tiny-q", "start")
+    (a_start, *_) = stack.events("tiny-a", "start")
     assert b_start >= a_healthy, "tiny-b shares slot 0 with tiny-a and waits for it"
     assert q_start < a_healthy, "tiny-q has slot 1 to itself and does not wait"
     stack.report.figures["tiny_b_start_after_tiny_a_healthy_s"] = round(b_start - a_healthy, 2)
     stack.report.figures["tiny_q_start_minus_tiny_a_start_s"] = round(q_start - a_start, 2)
 
 
-@pytest.mark.parametrize("service", list(PORTS))
+@pytest.mark.parametrize("service", MODELS)
 def test_kv_cache_size_agrees_with_the_planner(stack: Stack, service: str) -> None:
     """vLLM states its KV cache in tokens; the planner's bytes per token times that count must
     give back the KV space the manifest set (1 GiB), within 10 %."""
-    logs = compose_ok("logs", "--no-color", service, timeout=60)
+    logs = stack.logs(service)
     match = re.search(r"KV cache size: ([0-9,]+) tokens", logs)
     assert match, "vLLM logs its KV cache size"
     tokens = int(match.group(1).replace(",", ""))
-    entry = next(e for e in prepare(MANIFEST).plan.entries if e.model.service == service)
+    entry = next(e for e in prepare(stack.manifest).plan.entries if e.model.service == service)
     assert entry.kv_bytes_per_token and entry.kv_cache_bytes
     ratio = tokens * entry.kv_bytes_per_token / entry.kv_cache_bytes
     stack.report.figures[f"{service}_kv_tokens_vllm"] = tokens
@@ -102,6 +91,9 @@ SCREENSHOTS = ARTIFACTS / "screenshots"
 def browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
+    # Screenshots of an earlier run must not pass for this one's.
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
@@ -111,10 +103,10 @@ def browser():  # type: ignore[no-untyped-def]
         chromium.close()
 
 
-def open_ui(browser, name: str):  # type: ignore[no-untyped-def]
+def open_ui(stack: Stack, browser):  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(180_000)
-    page.goto(UI)
+    page.goto(stack.url("webui", WEBUI_PORT))
     # The tabs become clickable once the page's start-up call (the model list) has returned.
     page.get_by_role("tab", name="Direct Chat").and_(page.locator(":enabled")).wait_for()
     settle(page)
@@ -158,12 +150,13 @@ def bot_replies(page) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def wait_for_votes(page) -> None:  # type: ignore[no-untyped-def]
-    # FastChat shows the vote buttons once both replies are complete.
-    page.get_by_role("button", name="👈  A is better").locator("visible=true").wait_for()
+    # FastChat enables the vote buttons once both replies are complete.
+    vote = page.get_by_role("button", name="👈  A is better").locator("visible=true")
+    expect(vote).to_be_enabled()
 
 
 def test_side_by_side_gets_replies_from_two_chosen_models(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
-    page = open_ui(browser, "side-by-side")
+    page = open_ui(stack, browser)
     tab = page.get_by_role("tab", name="Arena (side-by-side)")
     tab.click()
     expect(tab).to_have_attribute("aria-selected", "true")
@@ -180,12 +173,12 @@ def test_side_by_side_gets_replies_from_two_chosen_models(stack: Stack, browser)
     replies = bot_replies(page)
     page.screenshot(path=SCREENSHOTS / "side-by-side.png", full_page=True)
     assert len(replies) == 2 and all(reply.strip() for reply in replies), replies
-    chats = [r for r in conversation_log() if r.get("type") == "chat"]
+    chats = [r for r in conversation_log(stack) if r.get("type") == "chat"]
     assert {r["model"] for r in chats[-2:]} == set(chosen)
 
 
 def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
-    page = open_ui(browser, "battle")
+    page = open_ui(stack, browser)
     send(page, "What is the capital of France?")
     wait_for_votes(page)
     replies = bot_replies(page)
@@ -198,7 +191,7 @@ def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None
     page.screenshot(path=SCREENSHOTS / "battle-vote.png", full_page=True)
     shown = re.findall(r"Model [AB]: (.+)", names)
     assert len(shown) == 2 and set(shown) <= set(DISPLAY.values()), names
-    votes = [r for r in conversation_log() if r.get("type") == "leftvote"]
+    votes = [r for r in conversation_log(stack) if r.get("type") == "leftvote"]
     assert votes, "the vote is recorded in the conversation log on the volume"
     assert {state["model_name"] for state in votes[-1]["states"]} == set(shown)
 
@@ -206,24 +199,24 @@ def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None
 def test_votes_survive_a_new_web_ui_container(stack: Stack) -> None:
     """Conversations and votes are user data: they live on the arena-logs volume, not in the
     container (`docker compose down` keeps the volume; only `down -v` removes it)."""
-    before = [r for r in conversation_log() if r.get("type") == "leftvote"]
+    before = [r for r in conversation_log(stack) if r.get("type") == "leftvote"]
     old = stack.container_id("webui")
-    compose_ok("rm", "--stop", "--force", "webui", timeout=120)
-    compose_ok("up", "-d", "--wait", "webui", timeout=300)
+    stack.docker.compose.rm(services=["webui"], stop=True)
+    stack.docker.compose.up(services=["webui"], detach=True, wait=True, pull="never")
     assert stack.container_id("webui") != old
-    after = [r for r in conversation_log() if r.get("type") == "leftvote"]
+    after = [r for r in conversation_log(stack) if r.get("type") == "leftvote"]
     assert before and after == before
 
 
-def conversation_log() -> list[dict[str, Any]]:
-    text = compose_ok("exec", "-T", "webui", "sh", "-c", "cat /logs/*-conv.json", timeout=60)
+def conversation_log(stack: Stack) -> list[dict[str, Any]]:
+    text = stack.exec("webui", ["sh", "-c", "cat /logs/*-conv.json"])
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def test_registered_models_get_no_system_prompt(stack: Stack) -> None:
     """FastChat's generic `one_shot` prompt ("A chat between a curious human ...") must not be
     sent: the launcher gives every registered model an empty one unless the manifest sets it."""
-    chats = [record for record in conversation_log() if record.get("type") == "chat"]
+    chats = [record for record in conversation_log(stack) if record.get("type") == "chat"]
     assert chats, "the browser tests chatted"
     for record in chats:
         state = record["state"]
@@ -247,12 +240,31 @@ KILL_ENGINE = (
 )
 
 
+def kill_engine(stack: Stack, service: str) -> None:
+    """Kill vLLM's engine process: the server exits with it, taking this exec down with it
+    (status 137), and Docker restarts the container."""
+    try:
+        output = stack.exec(service, ["python3", "-c", KILL_ENGINE])
+    except DockerException as error:
+        output = str(error.stdout)
+    assert "killed" in output, output
+
+
+def wait_until_restarted_and_healthy(stack: Stack, service: str, restarts_before: int) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < 600:
+        # One inspection: restart count and health must describe the same moment.
+        now = stack.inspect(service)
+        restarted = now["RestartCount"] > restarts_before
+        if restarted and now["State"].get("Health", {}).get("Status") == "healthy":
+            return time.monotonic() - started
+        time.sleep(2)
+    pytest.fail(f"{service} did not come back healthy within 10 minutes")
+
+
 def test_crashed_engine_comes_back_while_the_others_keep_answering(stack: Stack) -> None:
-    before = stack.inspect("tiny-b")
-    # The server exits with its engine, taking this exec down with it (status 137).
-    killed = compose("exec", "-T", "tiny-b", "python3", "-c", KILL_ENGINE, timeout=60)
-    assert "killed" in killed.stdout, killed.stderr
-    crashed_at = time.monotonic()
+    before = stack.inspect("tiny-b")["RestartCount"]
+    kill_engine(stack, "tiny-b")
 
     failures: list[str] = []
     answered = {"tiny-a": 0, "tiny-q": 0}
@@ -262,7 +274,7 @@ def test_crashed_engine_comes_back_while_the_others_keep_answering(stack: Stack)
         while not done.is_set():
             for service in answered:
                 try:
-                    assert chat(service, "Hello!").strip()
+                    assert chat(stack, service, "Hello!").strip()
                     answered[service] += 1
                 except Exception as error:  # any failure of a healthy model counts
                     failures.append(f"{service}: {error}")
@@ -271,21 +283,11 @@ def test_crashed_engine_comes_back_while_the_others_keep_answering(stack: Stack)
     asker = threading.Thread(target=keep_asking)
     asker.start()
     try:
-        deadline = crashed_at + 600
-        while time.monotonic() < deadline:
-            # One inspection: restart count and health must describe the same moment.
-            now = stack.inspect("tiny-b")
-            restarted = now["RestartCount"] > before["RestartCount"]
-            if restarted and now["State"].get("Health", {}).get("Status") == "healthy":
-                break
-            time.sleep(2)
-        else:
-            pytest.fail("tiny-b did not come back healthy within 10 minutes")
-        recovered_s = time.monotonic() - crashed_at
+        recovered_s = wait_until_restarted_and_healthy(stack, "tiny-b", before)
     finally:
         done.set()
         asker.join()
-    assert chat("tiny-b").strip()
+    assert chat(stack, "tiny-b").strip()
     assert not failures, failures
     assert all(count > 0 for count in answered.values()), answered
     stack.report.figures["tiny_b_crash_to_healthy_s"] = round(recovered_s, 1)
@@ -293,35 +295,33 @@ def test_crashed_engine_comes_back_while_the_others_keep_answering(stack: Stack)
 
 
 def test_swap_recreates_only_the_changed_model_and_builds_nothing(stack: Stack) -> None:
-    services = ["fetch-models", "tiny-a", "tiny-b", "tiny-q", "controller", "webui"]
-    ids = {service: stack.container_id(service) for service in services}
-    images = docker("images", "-q", "--no-trunc").split()
-    render(SWAP_MANIFEST)
+    ids = {service: stack.container_id(service) for service in stack.services}
+    images = {image.id for image in stack.docker.image.list()}
+    RUN.render(SWAP_MANIFEST)
     try:
         started = time.monotonic()
-        output = compose_ok("up", "-d", "--wait", "--wait-timeout", "600")
+        stack.docker.compose.up(detach=True, wait=True, wait_timeout=600, pull="never")
         stack.report.figures["swap_up_s"] = round(time.monotonic() - started, 1)
-        changed = {s for s in services if stack.container_id(s) != ids[s]}
-        assert changed == {"tiny-q"}, output
-        assert "Building" not in output and "Built" not in output
-        assert docker("images", "-q", "--no-trunc").split() == images
+        changed = {s for s in stack.services if stack.container_id(s) != ids[s]}
+        assert changed == {"tiny-q"}
+        assert {image.id for image in stack.docker.image.list()} == images, "nothing was built"
         command = stack.inspect("tiny-q")["Config"]["Cmd"]
         assert command[command.index("--max-num-seqs") + 1] == "8"
-        assert chat("tiny-q").strip()
+        assert chat(stack, "tiny-q").strip()
     finally:
-        render(MANIFEST)
+        RUN.render(stack.manifest.parent / "manifest.yaml")
 
 
 def test_teardown_leaves_nothing_of_the_project(stack: Stack) -> None:
-    compose_ok("down", "-v", "--remove-orphans", timeout=300)
-    label = f"label=com.docker.compose.project={PROJECT}"
-    assert docker("ps", "-aq", "--filter", label).split() == []
-    assert docker("network", "ls", "-q", "--filter", label).split() == []
-    assert docker("volume", "ls", "-q", "--filter", label).split() == []
-    assert not any(PROJECT in line for line in docker("volume", "ls", "-q").splitlines())
+    stack.docker.compose.down(volumes=True, remove_orphans=True)
+    label = {"label": f"com.docker.compose.project={stack.project}"}
+    assert stack.docker.container.list(all=True, filters=label) == []
+    assert stack.docker.network.list(filters=label) == []
+    assert stack.docker.volume.list(filters=label) == []
+    assert not [v for v in stack.docker.volume.list() if stack.project in v.name]
 
 
 def test_screenshots_were_kept(stack: Stack) -> None:
-    assert {p.name for p in Path(SCREENSHOTS).glob("*.png")} >= {
+    assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {
         "side-by-side.png", "battle-replies.png", "battle-vote.png"
     }  # fmt: skip

@@ -1,0 +1,32 @@
+"""Which models share each GPU, and how much of it their fractions add up to: the one place
+the checks, the planner and the plan report take per-GPU sums from."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from arenastack.manifest import Model
+
+
+def models_by_gpu(models: list[Model]) -> dict[int, list[Model]]:
+    """GPU index → the placed models on it, in manifest order; 'auto' placements are left out."""
+    placed: dict[int, list[Model]] = defaultdict(list)
+    for model in models:
+        if model.gpus != "auto":
+            for index in model.gpus:
+                placed[index].append(model)
+    return dict(sorted(placed.items()))
+
+
+def fraction_total(models: list[Model]) -> float:
+    """The sum of the fractions set; 'auto' ones count once the planner has settled them."""
+    return sum(m.gpu_memory_utilization for m in models if m.gpu_memory_utilization != "auto")
+
+
+def fraction_terms(models: list[Model]) -> str:
+    """`llama3 0.25 + phi3 0.17`, for messages."""
+    return " + ".join(
+        f"{m.service} {m.gpu_memory_utilization}"
+        for m in models
+        if m.gpu_memory_utilization != "auto"
+    )
