@@ -7,6 +7,7 @@ against the Compose specification's JSON Schema, and dumped once.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 import os
@@ -65,7 +66,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
     services["controller"] = _fragment("controller", _controller(manifest, fastchat_image))
     services["webui"] = _fragment("webui", _webui(stack, fastchat_image))
     if arena.document(manifest, stack.models)["leaderboard"]["enabled"]:
-        services["leaderboard"] = _fragment("leaderboard", _leaderboard(fastchat_image))
+        services["leaderboard"] = _fragment("leaderboard", _leaderboard(stack, fastchat_image))
     document = _fragment(
         "stack",
         {
@@ -255,6 +256,7 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
         "environment": {
             "LOGDIR": arena.logs_folder(manifest),
             "ARENASTACK_ARENA": arena.ARENA_FILE,
+            "ARENASTACK_ARENA_DIGEST": _arena_digest(stack),
         },
         "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
         "ports": _ports(bind_address, webui.port, WEBUI_PORT),
@@ -264,16 +266,24 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _leaderboard(image: dict[str, Any]) -> dict[str, Any]:
+def _leaderboard(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
     """Rates the experiment's votes apart from the UI and leaves the result on the volume."""
     return {
         **image,
         "build": None,
+        "environment": {"ARENASTACK_ARENA_DIGEST": _arena_digest(stack)},
         "command": ["python3", "-m", "arenastack.leaderboard_service", "--arena", arena.ARENA_FILE],
         "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
         # Healthy once the first result is written (an empty table when there are no votes).
         "healthcheck": ["CMD", "python3", "-c", LEADERBOARD_PROBE, arena.ARENA_FILE],
     }
+
+
+def _arena_digest(stack: Stack) -> str:
+    """Compose does not recreate a container when only an inline config's content changed: the
+    digest in its environment makes a new arena.json (another experiment, title, ...) do so."""
+    text = arena.render(stack.manifest, stack.models)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --- shared pieces -------------------------------------------------------------------------

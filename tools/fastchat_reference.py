@@ -6,8 +6,9 @@ FastChat's `fastchat/serve/monitor/elo_analysis.py` imports torch and transforme
 them. Run on a host, this script runs itself there, with the repository mounted at /src so the
 image uses this checkout's `arenastack` package:
 
-    python tools/fastchat_reference.py compare BATTLES.json [--image TAG]   # JSON of both
-    python tools/fastchat_reference.py benchmark [--battles 5000 --models 8 --rounds 100]
+    python tools/fastchat_reference.py [--image TAG] compare BATTLES.json    # JSON of both
+    python tools/fastchat_reference.py [--image TAG] compare --synthetic 4000 --models 8
+    python tools/fastchat_reference.py [--image TAG] benchmark [--battles 5000 --rounds 100]
 
 `compare` prints {"ours": {...}, "theirs": {...}}, each with `bt` (Bradley–Terry ratings) and
 `elo` (online Elo) per model. `benchmark` times FastChat's path (its fit on the battles, 100
@@ -116,18 +117,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"default {DEFAULT_IMAGE}")
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="both ratings of the battles in a JSON file")
-    compare.add_argument("battles", type=Path)
+    compare.add_argument("battles", type=Path, nargs="?", help="JSON list of battles")
+    compare.add_argument("--synthetic", type=int, metavar="N", help="or N synthetic battles")
+    compare.add_argument("--models", type=int, default=8, help="of this many models")
     bench = commands.add_parser("benchmark", help="time both on synthetic battles")
     bench.add_argument("--battles", type=int, default=5000)
     bench.add_argument("--models", type=int, default=8)
     bench.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args(argv)
     if not os.environ.get("ARENASTACK_IN_IMAGE"):
-        mounts = [args.battles] if args.command == "compare" else []
-        rest = [a for a in argv if a != args.image and a != "--image"]
+        mounts = [args.battles] if args.command == "compare" and args.battles else []
+        rest = list(argv)
+        if "--image" in rest:
+            at = rest.index("--image")
+            del rest[at : at + 2]
+        rest = [a for a in rest if not a.startswith("--image=")]
         return _in_image(rest, args.image, mounts)
     if args.command == "compare":
-        battles = json.loads(args.battles.read_text())
+        if args.synthetic:
+            battles = synthetic(args.synthetic, args.models, seed=3)
+        else:
+            battles = json.loads(args.battles.read_text())
         print(json.dumps({"theirs": theirs(battles), "ours": ours(battles)}))
         return 0
     battles = synthetic(args.battles, args.models)
