@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -172,8 +174,19 @@ def build_leaderboard_tab(arena: dict[str, Any]) -> None:
         return table_rows(safe_document())
 
     def picture() -> str | None:
-        path = result.folder / LEADERBOARD_PNG
-        return str(path) if safe_document() and path.exists() else None
+        # gradio serves files from its working directory or the temp dir only: copy it there.
+        try:
+            source = result.folder / LEADERBOARD_PNG
+            status = source.stat()
+            target = Path(tempfile.gettempdir()) / f"arenastack-{status.st_mtime_ns}.png"
+            if not target.exists():
+                shutil.copyfile(source, target)
+                for older in target.parent.glob("arenastack-*.png"):
+                    if older != target:
+                        older.unlink(missing_ok=True)
+            return str(target)
+        except OSError:
+            return None
 
     timer = gr.Timer(refresh)
     gr.Markdown(f"## 🏆 Leaderboard: {arena['title']}", elem_id="arenastack_leaderboard_title")
@@ -221,7 +234,7 @@ def _rebrand(demo: Any, arena: dict[str, Any]) -> None:
         if "Chatbot Arena" in text and "Rules" in text:
             rules = ARENA_RULES if "anonymous" in text else SIDE_BY_SIDE_RULES
             block.value = heading(arena) + "\n" + rules
-        elif "Chat with Open Large Language Models" in text:
+        elif "Chat with Open Large" in text:  # direct chat, and the (hidden) vision tab
             block.value = heading(arena) + "\n## 🤖 Choose any model to chat\n"
 
 
@@ -229,6 +242,7 @@ def install(arena: dict[str, Any]) -> None:
     from fastchat.serve import (
         gradio_block_arena_anony,
         gradio_block_arena_named,
+        gradio_block_arena_vision,
         gradio_web_server,
     )
     from fastchat.serve.monitor import monitor
@@ -239,7 +253,13 @@ def install(arena: dict[str, Any]) -> None:
     def build_about() -> None:
         gr.Markdown(about(arena), elem_id="about_markdown")
 
-    for module in (gradio_web_server, gradio_block_arena_anony, gradio_block_arena_named):
+    tabs = (
+        gradio_web_server,
+        gradio_block_arena_anony,
+        gradio_block_arena_named,
+        gradio_block_arena_vision,
+    )
+    for module in tabs:
         module.acknowledgment_md = TERMS
         module.get_model_description_md = describe
     gradio_web_server.build_about = build_about
