@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import jinja2
 
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_PNG = "leaderboard.png"
@@ -213,6 +215,27 @@ def build_leaderboard_tab(arena: dict[str, Any]) -> None:
 
 # --- installing it into FastChat -------------------------------------------------------------
 
+# gradio 4.44's page template loads iframeResizer from cdnjs.cloudflare.com and preconnects to
+# Google's font hosts; the page works without them.
+EXTERNAL_TAG = re.compile(
+    r"<(?:link|script)\b[^>]*\b(?:href|src)=\"https?://[^\"]*\"[^>]*>(?:\s*</script>)?"
+)
+
+
+def own_origin_only(html: str) -> str:
+    return EXTERNAL_TAG.sub("", html)
+
+
+class OwnOriginLoader(jinja2.BaseLoader):
+    """gradio's template loader, with every tag that would fetch from another host removed."""
+
+    def __init__(self, inner: jinja2.BaseLoader) -> None:
+        self.inner = inner
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> Any:
+        source, filename, uptodate = self.inner.get_source(environment, template)
+        return own_origin_only(source), filename, uptodate
+
 
 def _local_fonts_theme(original: Any) -> Any:
     def theme(**settings: Any) -> Any:
@@ -265,6 +288,9 @@ def install(arena: dict[str, Any]) -> None:
     gradio_web_server.build_about = build_about
     monitor.build_leaderboard_tab = lambda *args, **kwargs: build_leaderboard_tab(arena)
     gr.themes.Default = _local_fonts_theme(gr.themes.Default)
+    from gradio import routes
+
+    routes.templates.env.loader = OwnOriginLoader(routes.templates.env.loader)
 
     launch = gr.Blocks.launch
 
