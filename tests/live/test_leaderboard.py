@@ -137,7 +137,9 @@ def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) ->
     box.fill(f"Browser vote: {outcome}")
     box.press("Enter")
     button = page.get_by_role("button", name=BUTTONS[outcome]).locator("visible=true")
-    expect(button).to_be_enabled()
+    # FastChat enables the vote buttons once both replies are complete (the API votes load the
+    # models meanwhile).
+    expect(button).to_be_enabled(timeout=300_000)
     button.click()
     shown = page.locator("#model_selector_md").locator("visible=true")
     shown.first.get_by_text("Model A:").wait_for()
@@ -184,12 +186,14 @@ def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, brow
     started = time.monotonic()
     api_futures = [pool.submit(api_battle, url, i) for i in range(API_VOTES)]
     browser_battles = []
-    for outcome in ("leftvote", "rightvote", "tievote"):
-        a, b = browser_battle(browser, url, outcome, requests)
-        browser_battles.append((a, b, outcome))
-    api_battles = [future.result(timeout=600) for future in api_futures]
+    try:
+        for outcome in ("leftvote", "rightvote", "tievote"):
+            a, b = browser_battle(browser, url, outcome, requests)
+            browser_battles.append((a, b, outcome))
+        api_battles = [future.result(timeout=600) for future in api_futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     api_seconds = time.monotonic() - started
-    pool.shutdown()
     last_vote = time.monotonic()
     battles = browser_battles + api_battles
     expected = before + expected_counts(battles)
