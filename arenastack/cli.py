@@ -6,6 +6,7 @@
     render.py schema [--check]
     render.py up [MANIFEST] [-o docker-compose.yml]      (render, build, start, watch)
     render.py status [MANIFEST] [-o docker-compose.yml] [--json]
+    render.py leaderboard [MANIFEST] [--logs DIR] [--json | --csv] [--plot PATH.png]
 
 Exit status: 0 done; 1 arenastack is not installed from a checkout; 2 the manifest (or the
 command line) has problems, each printed as one line naming the field; 3 a bug in arenastack (the
@@ -39,9 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     if missing_from_checkout():
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
         return NOT_A_CHECKOUT
-    command = argv[0] if argv and argv[0] in ("plan", "schema", "up", "status") else "render"
+    command = (
+        argv[0]
+        if argv and argv[0] in ("plan", "schema", "up", "status", "leaderboard")
+        else "render"
+    )
     arguments = argv[1:] if command != "render" else argv
     try:
+        if command == "leaderboard":
+            from arenastack import leaderboard_cli
+
+            return leaderboard_cli.main(arguments)
         if command == "plan":
             return _plan(_plan_parser().parse_args(arguments))
         if command == "schema":

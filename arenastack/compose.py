@@ -7,6 +7,7 @@ against the Compose specification's JSON Schema, and dumped once.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from arenastack import endpoints, fetch_models, gateway, monitoring, serialize
+from arenastack import arena, endpoints, fetch_models, gateway, monitoring, serialize
 from arenastack.dialect import Dialect
 from arenastack.manifest import (
     DEFAULT_CUDA_BASE_IMAGE,
@@ -36,6 +37,10 @@ PROMETHEUS_DEBIAN_TAG = "arenastack/prometheus:bookworm"
 LOGDIR = "/logs"
 ENDPOINTS_FILE = "/etc/arenastack/api_endpoints.json"
 HEALTH_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)"
+LEADERBOARD_PROBE = (
+    "import json, os, sys; a = json.load(open(sys.argv[1])); "
+    "sys.exit(not os.path.exists(a['result'] + '/leaderboard.json'))"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
     services["webui"] = _fragment("webui", _webui(stack, fastchat_image))
     if manifest.gateway.enabled:
         services["gateway"] = _fragment("gateway", _gateway(stack))
+    if arena.document(manifest, stack.models)["leaderboard"]["enabled"]:
+        services["leaderboard"] = _fragment("leaderboard", _leaderboard(stack, fastchat_image))
     document = _fragment(
         "stack",
         {
@@ -70,6 +77,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "volumes": _volumes(manifest),
             "api_endpoints": endpoints.render(stack.models),
             "fetch_models": fetch_models.source(),
+            "arena": arena.render(manifest, stack.models),
         },
     )
     if manifest.gateway.enabled:
@@ -255,7 +263,12 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
         # The controller builds the image both use.
         "build": None,
         "command": command,
-        "environment": {"LOGDIR": LOGDIR},
+        # Each experiment writes its conversations and votes into its own folder of the volume.
+        "environment": {
+            "LOGDIR": arena.logs_folder(manifest),
+            "ARENASTACK_ARENA": arena.ARENA_FILE,
+            "ARENASTACK_ARENA_DIGEST": _arena_digest(stack),
+        },
         "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
         "ports": _ports(bind_address, webui.port, WEBUI_PORT),
         # The cheapest route gradio 4 serves, and only once the app is up.
@@ -389,6 +402,26 @@ def _monitoring_configs(stack: Stack) -> dict[str, Any]:
 
 def _wget(url: str) -> list[str]:
     return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+
+
+def _leaderboard(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
+    """Rates the experiment's votes apart from the UI and leaves the result on the volume."""
+    return {
+        **image,
+        "build": None,
+        "environment": {"ARENASTACK_ARENA_DIGEST": _arena_digest(stack)},
+        "command": ["python3", "-m", "arenastack.leaderboard_service", "--arena", arena.ARENA_FILE],
+        "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
+        # Healthy once the first result is written (an empty table when there are no votes).
+        "healthcheck": ["CMD", "python3", "-c", LEADERBOARD_PROBE, arena.ARENA_FILE],
+    }
+
+
+def _arena_digest(stack: Stack) -> str:
+    """Compose does not recreate a container when only an inline config's content changed: the
+    digest in its environment makes a new arena.json (another experiment, title, ...) do so."""
+    text = arena.render(stack.manifest, stack.models)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --- shared pieces -------------------------------------------------------------------------

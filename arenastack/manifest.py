@@ -39,6 +39,8 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Hugging Face hub ids: `org/name` or a bare legacy name such as `gpt2`.
 HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
+# An experiment names a folder on the logs volume: no path separators, no leading dot.
+EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 # The newest vLLM release that builds with the CUDA 12.3 toolkit of the NGC PyTorch 24.01 image
 # and serves the seed's five models: v0.8.3 dropped the DeciLM-7B implementation (vLLM #15008).
@@ -369,6 +371,14 @@ class WebUI(Strict):
         False, description="--share: publish the UI through a public gradio.live link."
     )
     concurrency_count: PositiveInt = Field(10, description="--concurrency-count of the UI.")
+    title: NonEmptyStr | None = Field(
+        None, description="Heading of the arena page. Default: 'Arena: <experiment>'."
+    )
+    description: str | None = Field(
+        None,
+        description="Markdown under the heading: what this experiment compares. Default: the "
+        "number of models and where the leaderboard is.",
+    )
 
     @field_validator("bind_address")
     @classmethod
@@ -421,6 +431,34 @@ class Gateway(Strict):
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         return None if value is None else _ip_address(value)
+
+
+class LeaderboardSettings(Strict):
+    enabled: bool = Field(
+        True,
+        description="Run the leaderboard service and show its tab in the web UI (mode 'multi').",
+    )
+    bothbad: Literal["tie", "exclude"] = Field(
+        "tie",
+        description="A 'both are bad' vote: counted as a tie (as the Chatbot Arena does) or "
+        "left out.",
+    )
+    include_named: bool = Field(
+        False,
+        description="Also count side-by-side votes, cast with the model names showing (biased); "
+        "by default they are only reported.",
+    )
+    identity_filter: bool = Field(
+        False,
+        description="Leave out votes whose conversation names a model family or one of this "
+        "arena's models, as the public arena does.",
+    )
+    bootstrap_rounds: Annotated[int, Field(ge=10, le=10000)] = Field(
+        100, description="Bootstrap rounds behind the 95% confidence intervals (seed fixed)."
+    )
+    refresh_seconds: Annotated[int, Field(ge=2, le=30)] = Field(
+        10, description="How often the service looks for new votes and the tab reloads."
+    )
 
 
 class Planner(Strict):
@@ -593,6 +631,12 @@ class Manifest(Strict):
     project: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")] | None = Field(
         None, description="Compose project name. Default: the output folder's name."
     )
+    experiment: Annotated[str, Field(pattern=EXPERIMENT_PATTERN)] | None = Field(
+        None,
+        description="Name of the experiment: the web UI keeps its conversations and votes in "
+        "the folder /logs/<experiment> of the arena-logs volume, and its leaderboard counts "
+        "those alone. Default: the manifest file's name without its extension.",
+    )
     bind_address: str = Field(
         "127.0.0.1",
         description="Host address every published port binds to. '0.0.0.0' exposes the stack "
@@ -615,6 +659,9 @@ class Manifest(Strict):
     webui: WebUI = Field(WebUI(), description="FastChat's web UI.")
     gateway: Gateway = Field(
         Gateway(), description="One OpenAI-compatible endpoint over every model (LiteLLM)."
+    )
+    leaderboard: LeaderboardSettings = Field(
+        LeaderboardSettings(), description="How votes become the leaderboard."
     )
     planner: Planner = Field(Planner(), description="How `auto` fractions and GPUs are chosen.")
     monitoring: Monitoring = Field(
@@ -813,7 +860,25 @@ def load_manifest(path: Path) -> Loaded:
         problem = getattr(error, "problem", None) or "cannot be parsed"
         message = f"not valid YAML{where}: {problem} (in {path})"
         return Loaded(None, [Problem("", message)], ())
-    return validate_leniently(data)
+    stem_problems = []
+    if isinstance(data, dict) and "experiment" not in data:
+        if re.match(EXPERIMENT_PATTERN, path.stem):
+            data = {**data, "experiment": path.stem}
+        else:
+            message = (
+                f"not set, and the manifest's file name {path.stem!r} is no safe folder name "
+                "(letters, digits, _ . -): set it"
+            )
+            stem_problems.append(Problem("experiment", message))
+    loaded = validate_leniently(data)
+    if stem_problems:
+        return Loaded(loaded.manifest, stem_problems + loaded.problems, loaded.pruned)
+    return loaded
+
+
+def experiment_of(manifest: Manifest) -> str:
+    """The experiment's name; a manifest parsed without a file is the experiment 'arena'."""
+    return manifest.experiment or "arena"
 
 
 def parse_manifest(data: object) -> Manifest:

@@ -60,7 +60,7 @@ def test_seed_services_flags_and_start_chain() -> None:
     document = rendered(case("seed"))
     services = document["services"]
     models = ["llama3", "gemma", "decilm", "phi3", "stablelm"]
-    assert list(services) == ["fetch-models", *models, "controller", "webui"]
+    assert list(services) == ["fetch-models", *models, "controller", "webui", "leaderboard"]
     phi3 = services["phi3"]["command"]
     assert phi3[:3] == ["vllm", "serve", "microsoft/Phi-3-mini-128k-instruct"]
     for flag, value in [
@@ -181,7 +181,9 @@ def test_tojson_round_trips_through_yaml(text: str) -> None:
 def test_hostile_strings_add_nothing_and_arrive_verbatim() -> None:
     document = rendered(case("hostile"))
     assert list(document) == ["services", "volumes", "configs"]
-    assert list(document["services"]) == ["fetch-models", "a", "b", "controller", "webui"]
+    assert list(document["services"]) == [
+        "fetch-models", "a", "b", "controller", "webui", "leaderboard",
+    ]  # fmt: skip
     source = HOSTILE_MANIFEST["models"]["a"]
     service = unescape(document["services"]["a"])
     command = service["command"]
@@ -193,6 +195,8 @@ def test_hostile_strings_add_nothing_and_arrive_verbatim() -> None:
     entry = endpoints[source["display_name"]]
     assert entry["model_name"] == source["served_model_name"]
     assert entry["system_prompt"] == source["system_prompt"]
+    arena = json.loads(unescape(document["configs"]["arena"]["content"]))
+    assert arena["models"][0]["name"] == source["display_name"]
 
 
 def test_compose_reads_hostile_strings_as_written(tmp_path: Path) -> None:

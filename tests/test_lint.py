@@ -42,6 +42,7 @@ PYTHON_SOURCES = [
     "tools",
     "tests",
     "images/fastchat/arenastack_fastchat.py",
+    "images/fastchat/arenastack_arena.py",
 ]
 
 

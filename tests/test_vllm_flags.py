@@ -22,6 +22,7 @@ import yaml
 
 from arenastack.dialect import cuda_dialect
 from arenastack.manifest import DEFAULT_VLLM_REF
+from arenastack.pipeline import prepare
 from tests.cases import CASES, render
 
 CACHE = Path.home() / ".cache" / "arenastack" / "vllm-sdist"
@@ -88,8 +89,8 @@ def rendered_flags(case_name: str) -> dict[str, set[str]]:
         if service["command"][:2] == ["vllm", "serve"]
     }
     # Comparing nothing would pass: every model of the case must have been found.
-    models = [name for name, service in services.items() if "healthcheck" in service]
-    assert found and set(found) >= set(models) - {"controller", "webui"}, (case_name, found)
+    models = {m.service for m in prepare(case.manifest, case.gpus).plan.models}
+    assert models and set(found) == models, (case_name, sorted(found), sorted(models))
     return found
 
 

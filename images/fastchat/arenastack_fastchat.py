@@ -6,7 +6,9 @@ between a curious human and an artificial intelligence assistant. ...") is then 
 with every conversation; names that merely contain "qwen", "vicuna", "stablelm", ... get that
 family's prompt. This launcher puts one adapter in front of all others that claims the models of
 api_endpoints.json and gives them an empty system prompt, or the `system_prompt` their entry
-carries (a key FastChat itself ignores), then runs FastChat's own entry point unchanged:
+carries (a key FastChat itself ignores), then runs FastChat's own entry point unchanged.
+With ARENASTACK_ARENA naming the experiment's arena.json, the page is the experiment's
+(arenastack_arena: texts, model descriptions, the live Leaderboard tab, nothing from other hosts):
 
     python -m arenastack_fastchat gradio_web_server_multi --register-api-endpoint-file F [flags]
 """
@@ -18,6 +20,7 @@ import os
 import runpy
 import sys
 
+import arenastack_arena
 from fastchat.conversation import (
     Conversation,
     SeparatorStyle,
@@ -81,6 +84,11 @@ def main(argv: list[str]) -> None:
     with open(endpoint_file(flags), encoding="utf-8") as stream:
         endpoints = json.load(stream)
     install({name: entry.get("system_prompt") or "" for name, entry in endpoints.items()})
+    arena = arenastack_arena.load_arena()
+    if arena is not None:
+        arenastack_arena.install(arena)
+        if ui == "gradio_web_server_multi":
+            flags += arenastack_arena.leaderboard_flags(arena)
     sys.argv = [ui, *flags]
     runpy.run_module(f"fastchat.serve.{ui}", run_name="__main__", alter_sys=True)
 

@@ -219,7 +219,7 @@ def test_votes_survive_a_new_web_ui_container(stack: Stack) -> None:
 
 
 def conversation_log(stack: Stack) -> list[dict[str, Any]]:
-    text = stack.exec("webui", ["sh", "-c", "cat /logs/*-conv.json"])
+    text = stack.exec("webui", ["sh", "-c", "cat /logs/live/*-conv.json"])
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 

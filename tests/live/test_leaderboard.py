@@ -1,0 +1,339 @@
+"""Experiments and the live leaderboard, against the running stack.
+
+In order: our ratings equal FastChat's own on a synthetic set (FastChat's functions run in the
+FastChat image); votes cast in Chromium and, at the same time, 50 through the UI's API reach the
+Leaderboard tab without a restart, and the CLI agrees with the tab; the page shows this
+experiment and loads nothing from any other origin; the live votes rate as FastChat rates them;
+a second experiment rendered into the same folder starts empty, and swapping back finds the votes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from playwright.sync_api import expect
+
+from arenastack.leaderboard import RESULT_FOLDER, RESULT_JSON
+from arenastack.services import WEBUI_PORT
+from arenastack.votelog import read_folder
+from tests.conftest import REPO
+from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, Stack
+
+pytestmark = pytest.mark.live
+
+EXPERIMENT = "live"
+TITLE = "Arena: live"
+DISPLAY = {"Tiny A", "Tiny B", "Tiny Qwen"}
+TOLERANCE = 0.5  # rating points
+API_VOTES = 50
+API_CONCURRENCY = 10
+# The tab reloads every refresh_seconds (10) and the service looks twice as often: a vote must
+# show within a minute.
+SHOWS_WITHIN_S = 60
+OUTCOMES = ["leftvote", "rightvote", "tievote", "bothbad_vote"]
+BUTTONS = {"leftvote": "👈  A is better", "rightvote": "👉  B is better", "tievote": "🤝  Tie"}
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+# What the tests of this file learn from each other (they run in order on one stack).
+CAST: dict[str, Any] = {}
+
+
+def repo_python(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def fastchat_image() -> str:
+    document = yaml.safe_load(RUN.compose_file.read_text())
+    image: str = document["services"]["webui"]["image"]
+    return image
+
+
+def reference(*arguments: str) -> dict[str, Any]:
+    """FastChat's ratings and ours, computed in the FastChat image (tools/fastchat_reference.py)."""
+    result = repo_python(
+        "tools/fastchat_reference.py", "--image", fastchat_image(), "compare", *arguments
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return found
+
+
+def assert_equal_ratings(found: dict[str, Any]) -> float:
+    ours, theirs = found["ours"], found["theirs"]
+    assert set(ours["bt"]) == set(theirs["bt"])
+    worst = 0.0
+    for kind in ("bt", "elo"):
+        for model, value in theirs[kind].items():
+            worst = max(worst, abs(ours[kind][model] - value))
+            assert ours[kind][model] == pytest.approx(value, abs=TOLERANCE), (kind, model)
+    return worst
+
+
+def test_ratings_equal_fastchats_own_on_a_synthetic_set(stack: Stack) -> None:
+    """4,000 battles of 8 models with ties and both-bad votes: FastChat 0.2.36's
+    compute_elo_mle_with_tie and compute_elo against ours, on the same battles."""
+    found = reference("--synthetic", "4000", "--models", "8")
+    assert len(found["theirs"]["bt"]) == 8
+    stack.report.figures["ratings_vs_fastchat_max_difference_synthetic"] = round(
+        assert_equal_ratings(found), 4
+    )
+
+
+# --- casting votes --------------------------------------------------------------------------
+
+
+def cli_rows(stack: Stack, manifest: Path) -> list[dict[str, Any]]:
+    result = repo_python(
+        "render.py", "leaderboard", str(manifest), "-f", str(RUN.compose_file),
+        "-p", RUN.project, "--json", timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def revealed(names: list[str]) -> tuple[str, str]:
+    found = [re.search(r"Model [AB]: (.+)", str(name)) for name in names]
+    assert all(found), names
+    a, b = (match.group(1).strip() for match in found if match)
+    assert {a, b} <= DISPLAY, (a, b)
+    return a, b
+
+
+def api_battle(url: str, index: int) -> tuple[str, str, str, int]:
+    """One battle and vote through the UI's own API, as a script would (gradio_client).
+
+    The tiny random models answer with arbitrary characters; gradio_client 1.3.0 splits its
+    event stream at Unicode line separators inside a reply and then fails to parse it. Such a
+    battle casts no vote (the vote is the last call), so it is fought again; the vote itself is
+    never retried, so no vote can be counted twice. Returns the names, the outcome and the
+    number of battles fought again."""
+    from gradio_client import Client
+
+    for retries in range(5):
+        client = Client(url, verbose=False)
+        try:
+            client.predict("", "", f"Question {index}: name a colour.", api_name="/add_text")
+            client.predict(0.0, 1.0, 16, api_name="/bot_response_multi")
+            break
+        except Exception:
+            if retries == 4:
+                raise
+    outcome = OUTCOMES[index % len(OUTCOMES)]
+    result = client.predict("", "", api_name=f"/{outcome}_last_response")
+    a, b = revealed(list(result[:2]))
+    return a, b, outcome, retries
+
+
+def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) -> tuple[str, str]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.on("request", lambda request: requests.append(request.url))
+    page.set_default_timeout(180_000)
+    page.goto(url)
+    page.get_by_role("tab", name="Direct Chat").and_(page.locator(":enabled")).wait_for()
+    expect(page.locator(".wrap.default:not(.hide)")).to_have_count(0, timeout=180_000)
+    box = page.get_by_placeholder("👉 Enter your prompt and press ENTER").locator("visible=true")
+    box.fill(f"Browser vote: {outcome}")
+    box.press("Enter")
+    button = page.get_by_role("button", name=BUTTONS[outcome]).locator("visible=true")
+    # FastChat enables the vote buttons once both replies are complete (the API votes load the
+    # models meanwhile).
+    expect(button).to_be_enabled(timeout=300_000)
+    button.click()
+    shown = page.locator("#model_selector_md").locator("visible=true")
+    shown.first.get_by_text("Model A:").wait_for()
+    a, b = revealed(shown.all_inner_texts())
+    page.close()
+    return a, b
+
+
+def expected_counts(battles: list[tuple[str, str, str]]) -> Counter[str]:
+    votes: Counter[str] = Counter()
+    for a, b, _ in battles:
+        votes[a] += 1
+        votes[b] += 1
+    return votes
+
+
+def tab_rows(page: Any) -> list[list[str]]:
+    rows = page.locator("#arenastack_leaderboard_table tbody tr")
+    return [
+        [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
+        for i in range(rows.count())
+    ]
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    url = stack.url("webui", WEBUI_PORT)
+    before = Counter({row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)})
+    requests: list[str] = []
+    # 50 votes through the API, 10 at a time, while the browser casts its own.
+    pool = ThreadPoolExecutor(max_workers=API_CONCURRENCY)
+    started = time.monotonic()
+    api_futures = [pool.submit(api_battle, url, i) for i in range(API_VOTES)]
+    browser_battles = []
+    try:
+        for outcome in ("leftvote", "rightvote", "tievote"):
+            a, b = browser_battle(browser, url, outcome, requests)
+            browser_battles.append((a, b, outcome))
+        api_results = [future.result(timeout=600) for future in api_futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    api_seconds = time.monotonic() - started
+    api_battles = [(a, b, outcome) for a, b, outcome, _ in api_results]
+    stack.report.figures["api_battles_fought_again"] = sum(r[3] for r in api_results)
+    last_vote = time.monotonic()
+    battles = browser_battles + api_battles
+    expected = before + expected_counts(battles)
+    CAST["battles"] = battles
+    stack.report.figures["api_votes"] = API_VOTES
+    stack.report.figures["api_votes_per_s_at_10_concurrent"] = round(API_VOTES / api_seconds, 2)
+
+    # Every vote landed in the experiment's logs exactly once.
+    log = read_folder(copy_logs(stack))
+    assert len(log.battles) == sum(expected.values()) // 2
+    ids = record_ids(stack)
+    assert len(set(ids)) == len(ids) == len(log.battles)
+
+    # The tab shows them without a restart: wait on its content.
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.on("request", lambda request: requests.append(request.url))
+    page.set_default_timeout(180_000)
+    page.goto(url + "/?leaderboard")
+    page.get_by_role("tab", name="Leaderboard").and_(page.locator(":enabled")).wait_for()
+    page.get_by_role("tab", name="Leaderboard").click()
+    deadline = time.monotonic() + SHOWS_WITHIN_S
+    shown: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        shown = {row[1]: int(row[5]) for row in tab_rows(page) if len(row) >= 7}
+        if shown == dict(expected):
+            break
+        page.wait_for_timeout(1000)
+    stack.report.figures["last_vote_to_leaderboard_tab_s"] = round(time.monotonic() - last_vote, 1)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "leaderboard-tab.png", full_page=True)
+    assert shown == dict(expected)
+    expect(page.locator("#arenastack_leaderboard_plot img")).to_be_visible()
+
+    # The CLI reads the same votes and prints the same table.
+    rows = cli_rows(stack, stack.manifest)
+    table = {row[1]: row for row in tab_rows(page)}
+    assert {row["model"]: row["votes"] for row in rows} == dict(expected)
+    for row in rows:
+        cells = table[row["model"]]
+        assert int(cells[0]) == row["rank"]
+        assert int(cells[2]) == round(row["rating"])
+        assert int(cells[4]) == round(row["elo"])
+        assert cells[6] == f"{row['win_rate']:.0%}"
+
+    # The page is this experiment's, and everything it loaded came from the stack.
+    body = page.locator("body").inner_text()
+    page.close()
+    assert TITLE in body
+    for foreign in ("Chatbot Arena", "lmsys", "200K+", "Bard"):
+        assert foreign not in body, foreign
+    origin = urlsplit(url)
+    others = sorted(
+        {
+            u for u in requests
+            if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+            and (urlsplit(u).hostname, urlsplit(u).port) != (origin.hostname, origin.port)
+        }
+    )  # fmt: skip
+    assert requests and others == [], others
+    stack.report.figures["browser_requests_all_same_origin"] = len(requests)
+
+
+def copy_logs(stack: Stack) -> Path:
+    """The experiment's folder, copied out of the web UI container."""
+    target = ARTIFACTS / "leaderboard-logs"
+    if target.exists():
+        for path in sorted(target.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["docker", "compose", "-f", str(RUN.compose_file), "-p", RUN.project, "cp",
+         f"webui:/logs/{EXPERIMENT}/.", str(target)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return target
+
+
+def record_ids(stack: Stack) -> list[str]:
+    """The conversation id of every vote record: each vote is written once."""
+    ids = []
+    for path in copy_logs(stack).glob("*-conv.json"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("type") in OUTCOMES:
+                ids.append(record["states"][0]["conv_id"] + record["states"][1]["conv_id"])
+    return ids
+
+
+def test_live_votes_rate_as_fastchat_rates_them(stack: Stack) -> None:
+    log = read_folder(copy_logs(stack))
+    anonymous = [b for b in log.battles if b.anonymous]
+    assert len(anonymous) >= API_VOTES + 3
+    battles = [
+        {"tstamp": b.tstamp, "model_a": b.model_a, "model_b": b.model_b, "winner": b.winner}
+        for b in anonymous
+    ]
+    path = ARTIFACTS / "live-battles.json"
+    path.write_text(json.dumps(battles))
+    worst = assert_equal_ratings(reference(str(path)))
+    stack.report.figures["ratings_vs_fastchat_max_difference_live"] = round(worst, 4)
+
+
+# --- experiments ---------------------------------------------------------------------------
+
+
+def result_of(stack: Stack, experiment: str) -> dict[str, Any]:
+    path = f"/logs/{experiment}/{RESULT_FOLDER}/{RESULT_JSON}"
+    document: dict[str, Any] = json.loads(stack.exec("leaderboard", ["cat", path]))
+    return document
+
+
+def test_a_second_experiment_starts_empty_and_the_first_comes_back(stack: Stack) -> None:
+    votes = {row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)}
+    assert sum(votes.values()) >= 2 * (API_VOTES + 3)
+    data = yaml.safe_load(MANIFEST.read_text())
+    data["experiment"] = "second"
+    source = LIVE / f".run-{RUN.project}-second-source.yaml"
+    source.write_text(yaml.safe_dump(data, sort_keys=False))
+    second = RUN.render(source)
+    try:
+        stack.docker.compose.up(detach=True, wait=True, wait_timeout=300, pull="never")
+        assert cli_rows(stack, second) == []
+        assert result_of(stack, "second")["counted_votes"] == 0
+        assert stack.inspect("webui")["Config"]["Env"].count("LOGDIR=/logs/second") == 1
+    finally:
+        RUN.render(MANIFEST)
+        stack.docker.compose.up(detach=True, wait=True, wait_timeout=300, pull="never")
+    assert {row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)} == votes
+    assert result_of(stack, EXPERIMENT)["counted_votes"] == sum(votes.values()) // 2
