@@ -271,9 +271,10 @@ def operator_parser(command: str) -> argparse.ArgumentParser:
 def _up(args: argparse.Namespace) -> int:
     from arenastack import live_view
 
-    if _render(args) != 0:
-        return 1
     prepared = prepare(args.manifest, args.gpus)
+    _warn(prepared.warnings)
+    write_atomically(args.output, compose_text(prepared, args.output))
+    print(f"wrote {args.output} (vLLM dialect {prepared.dialect.label})", flush=True)
     return live_view.up(
         prepared.manifest, prepared.plan.models, args.output, args.max_restarts, args.timeout
     )

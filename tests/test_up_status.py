@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from arenastack import diagnosis, live_view, stack_state, stack_status, vllm_met
 from arenastack.manifest import Model
 from arenastack.stack_state import Container
 from arenastack.vllm_metrics import metric_names
+from tests.conftest import REPO
 
 
 def exposition(kv: str, itl: str) -> str:
@@ -205,3 +207,27 @@ def test_a_process_is_matched_to_its_container_by_cgroup() -> None:
     assert stack_status.container_of(os.getpid(), mine) == "mine"
     assert stack_status.container_of(os.getpid(), {"other": mine["other"]}) is None
     assert stack_status.container_of(2**22 + 7, mine) is None  # no such process
+
+
+def test_up_renders_then_hands_the_stack_to_the_live_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arenastack import cli
+
+    seen: dict[str, object] = {}
+
+    def fake_up(manifest: object, models: list[Model], compose_file: Path, *rest: object) -> int:
+        seen["models"] = [m.service for m in models]
+        seen["written"] = compose_file.read_text(encoding="utf-8")
+        seen["rest"] = rest
+        return 7
+
+    monkeypatch.setattr(live_view, "up", fake_up)
+    output = tmp_path / "docker-compose.yml"
+    code = cli.main(
+        ["up", str(REPO / "compose/cpu.yaml"), "-o", str(output), "--max-restarts", "3"]
+    )
+    assert code == 7
+    assert seen["models"] == ["qwen", "smollm"]
+    assert "services:" in str(seen["written"])
+    assert seen["rest"] == (3, 3600)

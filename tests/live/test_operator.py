@@ -17,7 +17,7 @@ from openai import OpenAI
 
 from arenastack.services import VLLM_PORT
 from tests.conftest import REPO
-from tests.live.conftest import BASE_IMAGE, LIVE, Stack, free_port
+from tests.live.conftest import BASE_IMAGE, LIVE, Report, Stack, free_port
 
 pytestmark = pytest.mark.live
 
@@ -68,9 +68,10 @@ def test_status_json_lists_every_model_with_numbers_from_metrics(stack: Stack) -
 
 
 @pytest.fixture
-def own_stack(stack: Stack) -> Iterator[tuple[str, Path, Path]]:
-    """A project name, manifest and compose file for a one-model stack beside the live one
-    (whose images it reuses); everything it starts is removed afterwards."""
+def own_stack(live_manifest: Path) -> Iterator[tuple[str, Path, Path]]:
+    """A project name, manifest and compose file for a one-model stack of its own, with the
+    live run's images (`live_manifest` builds them, or skips where Docker is missing) but not
+    its stack; everything it starts is removed afterwards."""
     project = f"arenastack-up-{secrets.token_hex(4)}"
     manifest = LIVE / f".run-{project}.yaml"
     compose_file = LIVE / f".run-{project}.compose.yml"
@@ -84,7 +85,7 @@ def own_stack(stack: Stack) -> Iterator[tuple[str, Path, Path]]:
     manifest.unlink(missing_ok=True)
     compose_file.unlink(missing_ok=True)
     label = {"label": f"com.docker.compose.project={project}"}
-    assert stack.docker.container.list(all=True, filters=label) == []
+    assert DockerClient().container.list(all=True, filters=label) == []
 
 
 def small_manifest(project: str, **model: object) -> dict[str, object]:
@@ -98,7 +99,7 @@ def small_manifest(project: str, **model: object) -> dict[str, object]:
     }
 
 
-def test_up_reaches_all_healthy(stack: Stack, own_stack: tuple[str, Path, Path]) -> None:
+def test_up_reaches_all_healthy(report: Report, own_stack: tuple[str, Path, Path]) -> None:
     project, manifest, compose_file = own_stack
     manifest.write_text(yaml.safe_dump(small_manifest(project)), encoding="utf-8")
     started = time.monotonic()
@@ -111,11 +112,11 @@ def test_up_reaches_all_healthy(stack: Stack, own_stack: tuple[str, Path, Path])
     assert any("starting" in line or "loading" in line for line in solo), result.stdout
     assert any("healthy" in line for line in solo), result.stdout
     assert "all healthy after" in lines[-1] and "http://127.0.0.1:" in lines[-1], lines[-1]
-    stack.report.figures["up_one_model_all_healthy_s"] = round(took, 1)
+    report.figures["up_one_model_all_healthy_s"] = round(took, 1)
 
 
 def test_up_fails_naming_the_model_and_its_log(
-    stack: Stack, own_stack: tuple[str, Path, Path]
+    report: Report, own_stack: tuple[str, Path, Path]
 ) -> None:
     project, manifest, compose_file = own_stack
     broken = small_manifest(project, extra_args=["--no-such-flag"])
@@ -129,4 +130,4 @@ def test_up_fails_naming_the_model_and_its_log(
     assert "log lines of solo" in out
     assert "unrecognized arguments: --no-such-flag" in out
     assert "likely cause:" in out and "models.solo.extra_args" in out
-    stack.report.figures["up_failure_reported_s"] = round(took, 1)
+    report.figures["up_failure_reported_s"] = round(took, 1)
