@@ -84,8 +84,10 @@ def own_stack(live_manifest: Path) -> Iterator[tuple[str, Path, Path]]:
         )
     manifest.unlink(missing_ok=True)
     compose_file.unlink(missing_ok=True)
-    label = {"label": f"com.docker.compose.project={project}"}
-    assert DockerClient().container.list(all=True, filters=label) == []
+    left = DockerClient().container.list(
+        all=True, filters=[("label", f"com.docker.compose.project={project}")]
+    )
+    assert left == []
 
 
 def small_manifest(project: str, **model: object) -> dict[str, object]:
