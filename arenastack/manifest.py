@@ -862,8 +862,10 @@ def load_manifest(path: Path) -> Loaded:
         return Loaded(None, [Problem("", message)], ())
     stem_problems = []
     if isinstance(data, dict) and "experiment" not in data:
-        if re.match(EXPERIMENT_PATTERN, path.stem):
-            data = {**data, "experiment": path.stem}
+        # A hidden file's leading dots are not part of the name (`.trial.yaml` is `trial`).
+        stem = path.stem.lstrip(".")
+        if re.match(EXPERIMENT_PATTERN, stem):
+            data = {**data, "experiment": stem}
         else:
             message = (
                 f"not set, and the manifest's file name {path.stem!r} is no safe folder name "

@@ -154,7 +154,8 @@ def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) ->
     expect(button).to_be_enabled(timeout=300_000)
     button.click()
     shown = page.locator("#model_selector_md").locator("visible=true")
-    shown.first.get_by_text("Model A:").wait_for()
+    # The vote waits in gradio's queue behind the API battles: the same bound as the replies.
+    shown.first.get_by_text("Model A:").wait_for(timeout=300_000)
     a, b = revealed(shown.all_inner_texts())
     page.close()
     return a, b
