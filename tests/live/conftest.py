@@ -246,16 +246,18 @@ class Stack:
         """When the engine last started the service's container (epoch seconds)."""
         return _epoch(self.inspect(service)["State"]["StartedAt"])
 
-    def logged(self, service: str, text: str) -> float:
-        """When the engine received the service's first log line containing `text`.
+    def logged(self, service: str, text: str = "") -> float:
+        """When the engine received the service's first log line containing `text` (any line:
+        its first), across restarts: the log keeps every run of the container.
 
-        Start order is read from inspection and the engine's log timestamps, not from `docker
-        events`: the engine keeps only its last 256 events for a `since` query, and the
-        healthchecks' exec events push a start out of that window within about a minute."""
+        Start order is read from the engine's log timestamps, not from `docker events` (the
+        engine keeps only its last 256 events for a `since` query, and the healthchecks' exec
+        events push a start out of that window within about a minute) nor from StartedAt
+        (which a restart moves: the gateway test restarts tiny-b before the order is read)."""
         lines = self.docker.compose.logs(services=[service], timestamps=True)
         assert isinstance(lines, str)
         for line in lines.splitlines():
-            if text in line:
+            if "|" in line and text in line.split("|", 1)[1]:
                 # "<project>-tiny-a-1  | 2026-11-25T16:40:01.123456789Z INFO ..."
                 stamp = line.split("|", 1)[1].split()[0]
                 return _epoch(stamp)
