@@ -10,6 +10,7 @@ a second experiment rendered into the same folder starts empty, and swapping bac
 from __future__ import annotations
 
 import json
+import queue
 import re
 import subprocess
 import sys
@@ -113,27 +114,45 @@ def revealed(names: list[str]) -> tuple[str, str]:
     return a, b
 
 
-def api_battle(url: str, index: int) -> tuple[str, str, str, int]:
+def connect(url: str) -> Any:
+    """A gradio_client for the UI. The clients are made one at a time before the battles start:
+    made from ten threads at once, fetching the UI's API description hit httpx's read timeout on
+    a loaded machine and lost that battle's vote. Making one has no side effect, so a timed-out
+    attempt is made again."""
+    from gradio_client import Client
+
+    for attempt in range(5):
+        try:
+            return Client(url, verbose=False)
+        except Exception:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, int]:
     """One battle and vote through the UI's own API, as a script would (gradio_client).
 
     The tiny random models answer with arbitrary characters; gradio_client 1.3.0 splits its
     event stream at Unicode line separators inside a reply and then fails to parse it. Such a
-    battle casts no vote (the vote is the last call), so it is fought again; the vote itself is
-    never retried, so no vote can be counted twice. Returns the names, the outcome and the
-    number of battles fought again."""
-    from gradio_client import Client
-
-    for retries in range(5):
-        client = Client(url, verbose=False)
-        try:
-            client.predict("", "", f"Question {index}: name a colour.", api_name="/add_text")
-            client.predict(0.0, 1.0, 16, api_name="/bot_response_multi")
-            break
-        except Exception:
-            if retries == 4:
-                raise
-    outcome = OUTCOMES[index % len(OUTCOMES)]
-    result = client.predict("", "", api_name=f"/{outcome}_last_response")
+    battle casts no vote (the vote is the last call), so it is fought again in a new session;
+    the vote itself is never retried, so no vote can be counted twice. Returns the names, the
+    outcome and the number of battles fought again."""
+    client = clients.get()
+    try:
+        for retries in range(5):
+            client.reset_session()  # a new FastChat conversation, no HTTP request
+            try:
+                client.predict("", "", f"Question {index}: name a colour.", api_name="/add_text")
+                client.predict(0.0, 1.0, 16, api_name="/bot_response_multi")
+                break
+            except Exception:
+                if retries == 4:
+                    raise
+        outcome = OUTCOMES[index % len(OUTCOMES)]
+        result = client.predict("", "", api_name=f"/{outcome}_last_response")
+    finally:
+        clients.put(client)
     a, b = revealed(list(result[:2]))
     return a, b, outcome, retries
 
@@ -195,9 +214,12 @@ def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, brow
     before = Counter({row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)})
     requests: list[str] = []
     # 50 votes through the API, 10 at a time, while the browser casts its own.
+    clients: queue.Queue[Any] = queue.Queue()
+    for _ in range(API_CONCURRENCY):
+        clients.put(connect(url))
     pool = ThreadPoolExecutor(max_workers=API_CONCURRENCY)
     started = time.monotonic()
-    api_futures = [pool.submit(api_battle, url, i) for i in range(API_VOTES)]
+    api_futures = [pool.submit(api_battle, clients, i) for i in range(API_VOTES)]
     browser_battles = []
     try:
         for outcome in ("leftvote", "rightvote", "tievote"):
