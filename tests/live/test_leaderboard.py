@@ -209,6 +209,7 @@ def browser():  # type: ignore[no-untyped-def]
         chromium.close()
 
 
+@pytest.mark.arena_load
 def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
     url = stack.url("webui", WEBUI_PORT)
     before = Counter({row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)})
@@ -319,6 +320,7 @@ def record_ids(stack: Stack) -> list[str]:
     return ids
 
 
+@pytest.mark.arena_load
 def test_live_votes_rate_as_fastchat_rates_them(stack: Stack) -> None:
     log = read_folder(copy_logs(stack))
     anonymous = [b for b in log.battles if b.anonymous]
