@@ -12,6 +12,7 @@ import importlib.resources
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -557,16 +558,22 @@ def _escape_dollars(value: Any) -> Any:
     return value
 
 
-@cache
-def _environment() -> jinja2.Environment:
+def template_environment(folder: Path, tojson: Callable[[Any], str]) -> jinja2.Environment:
+    """Templates that fail on a missing value and write every value through `tojson`: the
+    compose fragments here, the Kubernetes resources in kubernetes.py."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
-    environment.filters["tojson"] = compose_json
+    environment.filters["tojson"] = tojson
     return environment
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return template_environment(TEMPLATES, compose_json)
 
 
 def _fragment(name: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -623,14 +623,7 @@ def _json(value: Any) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES / "k8s"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    environment.filters["tojson"] = _json
-    return environment
+    return compose.template_environment(TEMPLATES / "k8s", _json)
 
 
 def _fragment(name: str, values: dict[str, Any]) -> dict[str, Any]:
