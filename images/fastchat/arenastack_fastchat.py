@@ -8,7 +8,8 @@ family's prompt. This launcher puts one adapter in front of all others that clai
 api_endpoints.json and gives them an empty system prompt, or the `system_prompt` their entry
 carries (a key FastChat itself ignores), then runs FastChat's own entry point unchanged.
 With ARENASTACK_ARENA naming the experiment's arena.json, the page is the experiment's
-(arenastack_arena: texts, model descriptions, the live Leaderboard tab, nothing from other hosts):
+(arenastack_arena: texts, model descriptions, the live Leaderboard tab, nothing from other hosts).
+The vote buttons, once enabled after a reply, stay enabled (`steady_vote_buttons`):
 
     python -m arenastack_fastchat gradio_web_server_multi --register-api-endpoint-file F [flags]
 """
@@ -19,6 +20,7 @@ import json
 import os
 import runpy
 import sys
+from typing import Any
 
 import arenastack_arena
 from fastchat.conversation import (
@@ -28,6 +30,8 @@ from fastchat.conversation import (
     register_conv_template,
 )
 from fastchat.model import model_adapter
+from fastchat.serve import gradio_block_arena_anony, gradio_block_arena_named
+from fastchat.serve.gradio_web_server import enable_btn
 
 UIS = ("gradio_web_server_multi", "gradio_web_server")
 TEMPLATE = "arenastack-plain"
@@ -75,6 +79,21 @@ def install(system_prompts: dict[str, str]) -> None:
     model_adapter.get_model_adapter.cache_clear()
 
 
+def enable_buttons() -> list[Any]:
+    """The four vote buttons, regenerate and clear: FastChat's order in both arena tabs."""
+    return [enable_btn] * 6
+
+
+def steady_vote_buttons() -> None:
+    """FastChat "flashes" the buttons after each reply: four updates 0.3 s apart that disable
+    the vote buttons, enable them, then disable and enable them again. The browser drops a click
+    on a disabled button, so a vote cast during the flash is lost without a word; under load the
+    updates arrive late and bunched, and the live test lost a browser vote in two runs of four.
+    The buttons are enabled once instead. The tabs look the function up when they are built."""
+    gradio_block_arena_anony.flash_buttons = enable_buttons
+    gradio_block_arena_named.flash_buttons = enable_buttons
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in UIS:
         raise SystemExit(
@@ -84,6 +103,7 @@ def main(argv: list[str]) -> None:
     with open(endpoint_file(flags), encoding="utf-8") as stream:
         endpoints = json.load(stream)
     install({name: entry.get("system_prompt") or "" for name, entry in endpoints.items()})
+    steady_vote_buttons()
     arena = arenastack_arena.load_arena()
     if arena is not None:
         arenastack_arena.install(arena)

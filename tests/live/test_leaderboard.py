@@ -29,6 +29,7 @@ from arenastack.leaderboard import RESULT_FOLDER, RESULT_JSON
 from arenastack.services import WEBUI_PORT
 from arenastack.votelog import read_folder
 from tests.conftest import REPO
+from tests.live import vote_buttons
 from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, Stack
 
 pytestmark = pytest.mark.live
@@ -164,6 +165,7 @@ def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) ->
     page.goto(url)
     page.get_by_role("tab", name="Direct Chat").and_(page.locator(":enabled")).wait_for()
     expect(page.locator(".wrap.default:not(.hide)")).to_have_count(0, timeout=180_000)
+    vote_buttons.watch(page)
     box = page.get_by_placeholder("👉 Enter your prompt and press ENTER").locator("visible=true")
     box.fill(f"Browser vote: {outcome}")
     box.press("Enter")
@@ -176,6 +178,7 @@ def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) ->
     # The vote waits in gradio's queue behind the API battles: the same bound as the replies.
     shown.first.get_by_text("Model A:").wait_for(timeout=300_000)
     a, b = revealed(shown.all_inner_texts())
+    assert vote_buttons.history(page) == vote_buttons.ONE_VOTE
     page.close()
     return a, b
 

@@ -16,6 +16,7 @@ from python_on_whales import DockerException
 
 from arenastack.pipeline import prepare
 from arenastack.services import VLLM_PORT, WEBUI_PORT
+from tests.live import vote_buttons
 from tests.live.conftest import ARTIFACTS, RUN, SWAP_MANIFEST, Stack
 
 pytestmark = pytest.mark.live
@@ -190,6 +191,7 @@ def test_side_by_side_gets_replies_from_two_chosen_models(stack: Stack, browser)
 
 def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
     page = open_ui(stack, browser)
+    vote_buttons.watch(page)
     send(page, "What is the capital of France?")
     wait_for_votes(page)
     replies = bot_replies(page)
@@ -202,6 +204,7 @@ def test_arena_battle_gets_two_replies_and_a_vote(stack: Stack, browser) -> None
     page.screenshot(path=SCREENSHOTS / "battle-vote.png", full_page=True)
     shown = re.findall(r"Model [AB]: (.+)", names)
     assert len(shown) == 2 and set(shown) <= set(DISPLAY.values()), names
+    assert vote_buttons.history(page) == vote_buttons.ONE_VOTE
     votes = [r for r in conversation_log(stack) if r.get("type") == "leftvote"]
     assert votes, "the vote is recorded in the conversation log on the volume"
     assert {state["model_name"] for state in votes[-1]["states"]} == set(shown)
