@@ -60,33 +60,33 @@ def build_document(stack: Stack) -> dict[str, Any]:
         services[model.service] = _fragment("model", _model(stack, model, after), image=vllm)
     services["controller"] = _fragment("controller", _controller(manifest), image=fastchat)
     services["webui"] = _fragment("webui", _webui(stack), image=fastchat)
-    if manifest.gateway.enabled:
+    gateway_on = manifest.gateway.enabled
+    prometheus_on = manifest.monitoring.enabled
+    grafana_on = prometheus_on and manifest.monitoring.grafana.enabled
+    if gateway_on:
         services["gateway"] = _fragment("gateway", _gateway(stack))
     if arena.document(manifest, stack.models)["leaderboard"]["enabled"]:
         services["leaderboard"] = _fragment("leaderboard", _leaderboard(stack), image=fastchat)
-    if manifest.monitoring.enabled:
+    if prometheus_on:
         services["prometheus"] = _fragment("prometheus", _prometheus(stack))
-        if manifest.monitoring.grafana.enabled:
-            services["grafana"] = _fragment("grafana", _grafana(stack))
+    if grafana_on:
+        services["grafana"] = _fragment("grafana", _grafana(stack))
     document = _fragment(
         "stack",
         {
             "project": manifest.project,
-            "volumes": _volumes(manifest),
+            **_hf_cache(stack),
             "api_endpoints": endpoints.render(stack.models),
             "fetch_models": fetch_models.source(),
             "arena": arena.render(manifest, stack.models),
+            # The files of the opt-in services; None leaves them (and their volumes) out.
+            "gateway": _gateway_configs(stack) if gateway_on else None,
+            "prometheus": _prometheus_configs(stack) if prometheus_on else None,
+            "grafana": _grafana_configs(stack) if grafana_on else None,
         },
     )
-    if manifest.gateway.enabled:
-        document["configs"] = {**document["configs"], **_gateway_configs(stack)}
-    if manifest.monitoring.enabled:
-        document["configs"] |= _monitoring_configs(stack)
-        document["volumes"] |= {"prometheus-data": {}}
-        if manifest.monitoring.grafana.enabled:
-            document["volumes"] |= {"grafana-data": {}}
-    top = {"name": document["name"]} if "name" in document else {}
-    return {**top, "services": services, **_without(document, "name")}
+    name = {"name": document.pop("name")} if "name" in document else {}
+    return {**name, "services": services, **document}
 
 
 # --- start order ---------------------------------------------------------------------------
@@ -286,9 +286,9 @@ def _gateway(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _gateway_configs(stack: Stack) -> dict[str, Any]:
+def _gateway_configs(stack: Stack) -> dict[str, str]:
     text = gateway.config_text(stack.models, stack.manifest.gateway.request_timeout)
-    return _fragment("gateway-configs", {"config": text, "auth": gateway.auth_source()})
+    return {"config": text, "auth": gateway.auth_source()}
 
 
 def _leaderboard(stack: Stack) -> dict[str, Any]:
@@ -352,24 +352,22 @@ def _grafana(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _monitoring_configs(stack: Stack) -> dict[str, Any]:
+def _prometheus_configs(stack: Stack) -> dict[str, str]:
     device = stack.manifest.device
+    return {
+        "config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
+        "rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
+    }
+
+
+def _grafana_configs(stack: Stack) -> dict[str, str]:
     names = metric_names(stack.dialect.version)
-    configs = _fragment(
-        "monitoring-configs",
-        {
-            "prometheus_config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
-            "prometheus_rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
-            "grafana_datasources": serialize.dump(monitoring.grafana_datasources()),
-            "grafana_providers": serialize.dump(monitoring.grafana_providers()),
-            "grafana_dashboard": json.dumps(
-                monitoring.dashboard(stack.models, names, device), indent=1
-            ),
-        },
-    )
-    if not stack.manifest.monitoring.grafana.enabled:
-        configs = {k: v for k, v in configs.items() if not k.startswith("grafana_")}
-    return configs
+    dashboard = monitoring.dashboard(stack.models, names, stack.manifest.device)
+    return {
+        "datasources": serialize.dump(monitoring.grafana_datasources()),
+        "providers": serialize.dump(monitoring.grafana_providers()),
+        "dashboard": json.dumps(dashboard, indent=1),
+    }
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -389,13 +387,6 @@ def _hf_cache(stack: Stack) -> dict[str, Any]:
     else:
         mount = {"hf_cache_type": "volume", "hf_cache_source": cache.volume or "hf-cache"}
     return {**mount, "hf_home": HF_HOME}
-
-
-def _volumes(manifest: Manifest) -> dict[str, Any]:
-    volumes: dict[str, Any] = {"arena-logs": {}}
-    if manifest.hf_cache.host_path is None:
-        volumes[manifest.hf_cache.volume or "hf-cache"] = {}
-    return volumes
 
 
 def _host_path(stack: Stack, written: str) -> str:
@@ -520,10 +511,6 @@ def _fragment(name: str, values: dict[str, Any], **more: Any) -> dict[str, Any]:
     data = serialize.load(text)
     assert isinstance(data, dict)
     return data
-
-
-def _without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if key not in keys}
 
 
 # --- validation and output -----------------------------------------------------------------
