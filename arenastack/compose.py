@@ -1,8 +1,10 @@
 """Build the compose document: values prepared here, laid out by the fragments in templates/.
 
-Every value reaches a template through `tojson`, which also doubles `$` so that Compose does not
-interpolate manifest strings. The fragments are parsed back into data, assembled, validated
-against the Compose specification's JSON Schema, and dumped once.
+The templates hold the structure (keys, nesting, which keys are optional; the pieces services
+share are macros in templates/_macros.j2); this module passes them scalars, names, commands and
+environments. Every value reaches a template through `tojson`, which also doubles `$` so that
+Compose does not interpolate manifest strings. The fragments are parsed back into data,
+assembled, validated against the Compose specification's JSON Schema, and dumped once.
 """
 
 from __future__ import annotations
