@@ -1,8 +1,10 @@
 """Build the compose document: values prepared here, laid out by the fragments in templates/.
 
-Every value reaches a template through `tojson`, which also doubles `$` so that Compose does not
-interpolate manifest strings. The fragments are parsed back into data, assembled, validated
-against the Compose specification's JSON Schema, and dumped once.
+The templates hold the structure (keys, nesting, which keys are optional; the pieces services
+share are macros in templates/_macros.j2); this module passes them scalars, names, commands and
+environments. Every value reaches a template through `tojson`, which also doubles `$` so that
+Compose does not interpolate manifest strings. The fragments are parsed back into data,
+assembled, validated against the Compose specification's JSON Schema, and dumped once.
 """
 
 from __future__ import annotations
@@ -37,11 +39,6 @@ HF_HOME = "/root/.cache/huggingface"
 PROMETHEUS_DEBIAN_TAG = "arenastack/prometheus:bookworm"
 LOGDIR = "/logs"
 ENDPOINTS_FILE = "/etc/arenastack/api_endpoints.json"
-HEALTH_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)"
-LEADERBOARD_PROBE = (
-    "import json, os, sys; a = json.load(open(sys.argv[1])); "
-    "sys.exit(not os.path.exists(a['result'] + '/leaderboard.json'))"
-)
 
 
 @dataclass(frozen=True)
@@ -58,39 +55,40 @@ class Stack:
 
 def build_document(stack: Stack) -> dict[str, Any]:
     manifest = stack.manifest
-    vllm_image = _vllm_image(stack)
-    fastchat_image = _fastchat_image(stack)
-    services: dict[str, Any] = {
-        "fetch-models": _fragment("fetch-models", _fetch_models(stack, vllm_image))
-    }
+    vllm = _vllm_image(stack)
+    fastchat = _fastchat_image(stack)
+    services = {"fetch-models": _fragment("fetch-models", _fetch_models(stack), image=vllm)}
     for model, after in zip(stack.models, start_chains(stack.models), strict=True):
-        services[model.service] = _fragment("model", _model(stack, model, after, vllm_image))
-    services["controller"] = _fragment("controller", _controller(manifest, fastchat_image))
-    services["webui"] = _fragment("webui", _webui(stack, fastchat_image))
-    if manifest.gateway.enabled:
+        services[model.service] = _fragment("model", _model(stack, model, after), image=vllm)
+    services["controller"] = _fragment("controller", _controller(manifest), image=fastchat)
+    services["webui"] = _fragment("webui", _webui(stack), image=fastchat)
+    gateway_on = manifest.gateway.enabled
+    prometheus_on = manifest.monitoring.enabled
+    grafana_on = prometheus_on and manifest.monitoring.grafana.enabled
+    if gateway_on:
         services["gateway"] = _fragment("gateway", _gateway(stack))
     if arena.document(manifest, stack.models)["leaderboard"]["enabled"]:
-        services["leaderboard"] = _fragment("leaderboard", _leaderboard(stack, fastchat_image))
+        services["leaderboard"] = _fragment("leaderboard", _leaderboard(stack), image=fastchat)
+    if prometheus_on:
+        services["prometheus"] = _fragment("prometheus", _prometheus(stack))
+    if grafana_on:
+        services["grafana"] = _fragment("grafana", _grafana(stack))
     document = _fragment(
         "stack",
         {
             "project": manifest.project,
-            "volumes": _volumes(manifest),
+            **_hf_cache(stack),
             "api_endpoints": endpoints.render(stack.models),
             "fetch_models": fetch_models.source(),
             "arena": arena.render(manifest, stack.models),
+            # The files of the opt-in services; None leaves them (and their volumes) out.
+            "gateway": _gateway_configs(stack) if gateway_on else None,
+            "prometheus": _prometheus_configs(stack) if prometheus_on else None,
+            "grafana": _grafana_configs(stack) if grafana_on else None,
         },
     )
-    if manifest.gateway.enabled:
-        document["configs"] = {**document["configs"], **_gateway_configs(stack)}
-    if manifest.monitoring.enabled:
-        services |= _monitoring_services(stack)
-        document["configs"] |= _monitoring_configs(stack)
-        document["volumes"] |= {"prometheus-data": {}}
-        if manifest.monitoring.grafana.enabled:
-            document["volumes"] |= {"grafana-data": {}}
-    top = {"name": document["name"]} if "name" in document else {}
-    return {**top, "services": services, **_without(document, "name")}
+    name = {"name": document.pop("name")} if "name" in document else {}
+    return {**name, "services": services, **document}
 
 
 # --- start order ---------------------------------------------------------------------------
@@ -114,29 +112,33 @@ def start_chains(models: list[Model]) -> list[list[str]]:
 
 
 # --- services ------------------------------------------------------------------------------
+# Each returns the values its template (templates/<name>.yaml.j2) lays out. Commands and
+# environments are prepared here whole: the Kubernetes target runs the same ones.
 
 
-def _model(stack: Stack, model: Model, after: list[str], image: dict[str, Any]) -> dict[str, Any]:
+def _model(stack: Stack, model: Model, after: list[str]) -> dict[str, Any]:
     cuda = stack.manifest.device == "cuda"
-    depends_on = {"fetch-models": {"condition": "service_completed_successfully"}}
-    depends_on |= {service: {"condition": "service_healthy"} for service in after}
+    assert model.gpus != "auto", "the planner places every model before compose is built"
     return {
-        **image,
-        # fetch-models builds the image they all share: one build serves every model.
-        "build": None,
         "command": vllm_command(model, stack.dialect, cuda),
         "environment": _model_environment(model, stack.dialect, cuda),
-        "volumes": _hf_cache_mount(stack) + _local_model_mount(stack, model),
+        **_hf_cache(stack),
+        "local_model": _host_path(stack, model.model) if model.local_path else None,
+        "model_folder": _model_folder(model),
         "shm_size": model.shm_size,
-        "ports": _ports(stack.manifest.bind_address, model.port, VLLM_PORT),
-        "healthcheck": _probe(f"http://127.0.0.1:{VLLM_PORT}/health"),
-        "depends_on": depends_on,
-        "deploy": _gpu_reservation(model) if cuda else None,
+        **_published(stack.manifest.bind_address, model.port, VLLM_PORT),
+        "after": after,
+        "gpu_ids": [str(index) for index in model.gpus] if cuda else None,
     }
 
 
+def _model_folder(model: Model) -> str:
+    """Where a local model's folder is mounted in its server's container."""
+    return f"/models/{model.service}"
+
+
 def vllm_command(model: Model, dialect: Dialect, cuda: bool) -> list[str]:
-    source = f"/models/{model.service}" if model.local_path else model.model
+    source = _model_folder(model) if model.local_path else model.model
     command = dialect.launcher(source)
     command += ["--host", "0.0.0.0", "--port", str(VLLM_PORT)]
     command += ["--served-model-name", model.served_model_name]
@@ -193,29 +195,17 @@ def _model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, 
     return environment | model.env
 
 
-def _gpu_reservation(model: Model) -> dict[str, Any]:
-    assert model.gpus != "auto"
-    device = {
-        "driver": "nvidia",
-        "device_ids": [str(index) for index in model.gpus],
-        "capabilities": ["gpu"],
-    }
-    return {"resources": {"reservations": {"devices": [device]}}}
-
-
-def _fetch_models(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
+def _fetch_models(stack: Stack) -> dict[str, Any]:
     hub_models = list(dict.fromkeys(m.model for m in stack.models if m.local_path is None))
     return {
-        **image,
         "command": ["python3", "/etc/arenastack/fetch_models.py", *hub_models],
         "environment": _hub_environment(stack.manifest.device == "cuda"),
-        "volumes": _hf_cache_mount(stack),
+        **_hf_cache(stack),
     }
 
 
-def _controller(manifest: Manifest, image: dict[str, Any]) -> dict[str, Any]:
+def _controller(manifest: Manifest) -> dict[str, Any]:
     return {
-        **image,
         "command": [
             "python3",
             "-m",
@@ -227,12 +217,11 @@ def _controller(manifest: Manifest, image: dict[str, Any]) -> dict[str, Any]:
             "--dispatch-method",
             manifest.controller.dispatch_method,
         ],
-        "ports": _ports(manifest.bind_address, manifest.controller.port, CONTROLLER_PORT),
-        "healthcheck": _probe(f"http://127.0.0.1:{CONTROLLER_PORT}/test_connection"),
+        **_published(manifest.bind_address, manifest.controller.port, CONTROLLER_PORT),
     }
 
 
-def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
+def _webui(stack: Stack) -> dict[str, Any]:
     manifest = stack.manifest
     webui = manifest.webui
     module = "gradio_web_server_multi" if webui.mode == "multi" else "gradio_web_server"
@@ -256,25 +245,16 @@ def _webui(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
     ]
     if webui.share:
         command.append("--share")
-    depends_on = {"controller": {"condition": "service_healthy"}}
-    depends_on |= {m.service: {"condition": "service_healthy"} for m in stack.models}
-    bind_address = webui.bind_address or manifest.bind_address
     return {
-        **image,
-        # The controller builds the image both use.
-        "build": None,
         "command": command,
-        # Each experiment writes its conversations and votes into its own folder of the volume.
         "environment": {
             "LOGDIR": arena.logs_folder(manifest),
             "ARENASTACK_ARENA": arena.ARENA_FILE,
             "ARENASTACK_ARENA_DIGEST": _arena_digest(stack),
         },
-        "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
-        "ports": _ports(bind_address, webui.port, WEBUI_PORT),
-        # The cheapest route gradio 4 serves, and only once the app is up.
-        "healthcheck": _probe(f"http://127.0.0.1:{WEBUI_PORT}/robots.txt"),
-        "depends_on": depends_on,
+        "logs_dir": LOGDIR,
+        **_published(webui.bind_address or manifest.bind_address, webui.port, WEBUI_PORT),
+        "models": [m.service for m in stack.models],
     }
 
 
@@ -287,21 +267,11 @@ def _gateway(stack: Stack) -> dict[str, Any]:
         image = _built_image(stack, tag, IMAGES / "litellm", args)
     else:
         # LiteLLM's own image, pinned by version: pulled once if missing.
-        image = {"image": tag, "build": None, "pull_policy": "missing"}
-    configs = [
-        {"source": "gateway_config", "target": gateway.CONFIG_FILE},
-        {"source": "gateway_auth", "target": gateway.AUTH_FILE},
-    ]
-    volumes = None
-    if settings.keys_file is not None:
-        source = _host_path(stack, settings.keys_file)
-        volumes = [
-            {"type": "bind", "source": source, "target": gateway.KEYS_FILE, "read_only": True}
-        ]
+        image = Image(tag, pull_policy="missing")
+    keys_file = settings.keys_file
     port = str(GATEWAY_PORT)
     return {
-        **image,
-        "entrypoint": ["litellm"],
+        "image": image,
         "command": ["--config", gateway.CONFIG_FILE, "--host", "0.0.0.0", "--port", port],
         "environment": {
             # Passed by name: the value stays in the shell or .env, never in this file.
@@ -309,112 +279,27 @@ def _gateway(stack: Stack) -> dict[str, Any]:
             # The cost map inside the package; otherwise LiteLLM fetches it from GitHub at start.
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         },
-        "volumes": volumes,
-        "configs": configs,
-        "ports": _ports(
-            settings.bind_address or manifest.bind_address, settings.port, GATEWAY_PORT
-        ),
-        "healthcheck": _probe(f"http://127.0.0.1:{GATEWAY_PORT}/health/liveliness"),
-        "depends_on": {m.service: {"condition": "service_healthy"} for m in stack.models},
+        "keys_file": None if keys_file is None else _host_path(stack, keys_file),
+        "keys_target": gateway.KEYS_FILE,
+        "config_file": gateway.CONFIG_FILE,
+        "auth_file": gateway.AUTH_FILE,
+        **_published(settings.bind_address or manifest.bind_address, settings.port, GATEWAY_PORT),
+        "models": [m.service for m in stack.models],
     }
 
 
-def _gateway_configs(stack: Stack) -> dict[str, Any]:
+def _gateway_configs(stack: Stack) -> dict[str, str]:
     text = gateway.config_text(stack.models, stack.manifest.gateway.request_timeout)
-    return _fragment("gateway-configs", {"config": text, "auth": gateway.auth_source()})
+    return {"config": text, "auth": gateway.auth_source()}
 
 
-# --- monitoring (opt-in) -------------------------------------------------------------------
-
-
-def _monitoring_services(stack: Stack) -> dict[str, Any]:
-    manifest = stack.manifest
-    settings = manifest.monitoring
-    bind_address = settings.bind_address or manifest.bind_address
-    prometheus = settings.prometheus
-    if prometheus.source == "debian":
-        base = {"BASE_IMAGE": manifest.images.fastchat.base_image}
-        image = _built_image(stack, PROMETHEUS_DEBIAN_TAG, IMAGES / "prometheus", base)
-        # Debian's image has Python and no wget; the official one has busybox wget only.
-        ready = _probe(f"http://127.0.0.1:{monitoring.PROMETHEUS_PORT}/-/ready")
-    else:
-        image = {"image": prometheus.image, "build": None, "pull_policy": "missing"}
-        ready = _wget(f"http://127.0.0.1:{monitoring.PROMETHEUS_PORT}/-/ready")
-    services = {
-        "prometheus": _fragment(
-            "prometheus",
-            {
-                **image,
-                "command": [
-                    f"--config.file={monitoring.PROMETHEUS_CONFIG}",
-                    "--storage.tsdb.path=/prometheus",
-                    f"--storage.tsdb.retention.time={prometheus.retention}",
-                    f"--web.listen-address=0.0.0.0:{monitoring.PROMETHEUS_PORT}",
-                ],
-                "config_path": monitoring.PROMETHEUS_CONFIG,
-                "rules_path": monitoring.PROMETHEUS_RULES,
-                "volumes": [
-                    {"type": "volume", "source": "prometheus-data", "target": "/prometheus"}
-                ],
-                "ports": _ports(bind_address, prometheus.port, monitoring.PROMETHEUS_PORT),
-                "healthcheck": ready,
-            },
-        )
-    }
-    grafana = settings.grafana
-    if grafana.enabled:
-        services["grafana"] = _fragment(
-            "grafana",
-            {
-                "image": grafana.image,
-                "home_dashboard": f"{monitoring.GRAFANA_DASHBOARDS}/arenastack.json",
-                "datasources_path": monitoring.GRAFANA_DATASOURCES,
-                "providers_path": monitoring.GRAFANA_PROVIDERS,
-                "volumes": [
-                    {"type": "volume", "source": "grafana-data", "target": "/var/lib/grafana"}
-                ],
-                "ports": _ports(bind_address, grafana.port, monitoring.GRAFANA_PORT),
-                "healthcheck": _wget(f"http://127.0.0.1:{monitoring.GRAFANA_PORT}/api/health"),
-                "depends_on": {"prometheus": {"condition": "service_started"}},
-            },
-        )
-    return services
-
-
-def _monitoring_configs(stack: Stack) -> dict[str, Any]:
-    device = stack.manifest.device
-    names = metric_names(stack.dialect.version)
-    configs = _fragment(
-        "monitoring-configs",
-        {
-            "prometheus_config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
-            "prometheus_rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
-            "grafana_datasources": serialize.dump(monitoring.grafana_datasources()),
-            "grafana_providers": serialize.dump(monitoring.grafana_providers()),
-            "grafana_dashboard": json.dumps(
-                monitoring.dashboard(stack.models, names, device), indent=1
-            ),
-        },
-    )
-    if not stack.manifest.monitoring.grafana.enabled:
-        configs = {k: v for k, v in configs.items() if not k.startswith("grafana_")}
-    return configs
-
-
-def _wget(url: str) -> list[str]:
-    return ["CMD", "wget", "-q", "-O", "/dev/null", url]
-
-
-def _leaderboard(stack: Stack, image: dict[str, Any]) -> dict[str, Any]:
+def _leaderboard(stack: Stack) -> dict[str, Any]:
     """Rates the experiment's votes apart from the UI and leaves the result on the volume."""
     return {
-        **image,
-        "build": None,
-        "environment": {"ARENASTACK_ARENA_DIGEST": _arena_digest(stack)},
         "command": ["python3", "-m", "arenastack.leaderboard_service", "--arena", arena.ARENA_FILE],
-        "volumes": [{"type": "volume", "source": "arena-logs", "target": LOGDIR}],
-        # Healthy once the first result is written (an empty table when there are no votes).
-        "healthcheck": ["CMD", "python3", "-c", LEADERBOARD_PROBE, arena.ARENA_FILE],
+        "environment": {"ARENASTACK_ARENA_DIGEST": _arena_digest(stack)},
+        "logs_dir": LOGDIR,
+        "arena_file": arena.ARENA_FILE,
     }
 
 
@@ -425,48 +310,85 @@ def _arena_digest(stack: Stack) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# --- monitoring (opt-in) -------------------------------------------------------------------
+
+
+def _prometheus(stack: Stack) -> dict[str, Any]:
+    manifest = stack.manifest
+    settings = manifest.monitoring
+    prometheus = settings.prometheus
+    debian = prometheus.source == "debian"
+    if debian:
+        base = {"BASE_IMAGE": manifest.images.fastchat.base_image}
+        image = _built_image(stack, PROMETHEUS_DEBIAN_TAG, IMAGES / "prometheus", base)
+    else:
+        image = Image(prometheus.image, pull_policy="missing")
+    port = monitoring.PROMETHEUS_PORT
+    return {
+        "image": image,
+        "image_has_python": debian,
+        "command": [
+            f"--config.file={monitoring.PROMETHEUS_CONFIG}",
+            "--storage.tsdb.path=/prometheus",
+            f"--storage.tsdb.retention.time={prometheus.retention}",
+            f"--web.listen-address=0.0.0.0:{port}",
+        ],
+        "config_path": monitoring.PROMETHEUS_CONFIG,
+        "rules_path": monitoring.PROMETHEUS_RULES,
+        **_published(settings.bind_address or manifest.bind_address, prometheus.port, port),
+    }
+
+
+def _grafana(stack: Stack) -> dict[str, Any]:
+    manifest = stack.manifest
+    settings = manifest.monitoring
+    grafana = settings.grafana
+    return {
+        "image": grafana.image,
+        "home_dashboard": f"{monitoring.GRAFANA_DASHBOARDS}/arenastack.json",
+        "datasources_path": monitoring.GRAFANA_DATASOURCES,
+        "providers_path": monitoring.GRAFANA_PROVIDERS,
+        **_published(
+            settings.bind_address or manifest.bind_address, grafana.port, monitoring.GRAFANA_PORT
+        ),
+    }
+
+
+def _prometheus_configs(stack: Stack) -> dict[str, str]:
+    device = stack.manifest.device
+    return {
+        "config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
+        "rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
+    }
+
+
+def _grafana_configs(stack: Stack) -> dict[str, str]:
+    names = metric_names(stack.dialect.version)
+    dashboard = monitoring.dashboard(stack.models, names, stack.manifest.device)
+    return {
+        "datasources": serialize.dump(monitoring.grafana_datasources()),
+        "providers": serialize.dump(monitoring.grafana_providers()),
+        "dashboard": json.dumps(dashboard, indent=1),
+    }
+
+
 # --- shared pieces -------------------------------------------------------------------------
 
 
-def _probe(url: str) -> list[str]:
-    # The images need not have curl: Python's standard library makes the request.
-    return ["CMD", "python3", "-c", HEALTH_PROBE, url]
+def _published(bind_address: str, published: int | None, port: int) -> dict[str, Any]:
+    """The values of a container port's mapping (templates/_macros.j2 `ports`); None for
+    `published` leaves the port unpublished."""
+    return {"port": port, "published_port": published, "bind_address": bind_address}
 
 
-def _ports(bind_address: str, published: int | None, target: int) -> list[dict[str, Any]] | None:
-    if published is None:
-        return None
-    return [
-        {"target": target, "published": str(published), "host_ip": bind_address, "protocol": "tcp"}
-    ]
-
-
-def _hf_cache_mount(stack: Stack) -> list[dict[str, Any]]:
+def _hf_cache(stack: Stack) -> dict[str, Any]:
+    """The shared Hugging Face cache: a host folder bound in, or a named volume."""
     cache = stack.manifest.hf_cache
     if cache.host_path is not None:
-        source = _host_path(stack, cache.host_path)
-        return [{"type": "bind", "source": source, "target": HF_HOME}]
-    return [{"type": "volume", "source": cache.volume or "hf-cache", "target": HF_HOME}]
-
-
-def _local_model_mount(stack: Stack, model: Model) -> list[dict[str, Any]]:
-    if model.local_path is None:
-        return []
-    return [
-        {
-            "type": "bind",
-            "source": _host_path(stack, model.model),
-            "target": f"/models/{model.service}",
-            "read_only": True,
-        }
-    ]
-
-
-def _volumes(manifest: Manifest) -> dict[str, Any]:
-    volumes: dict[str, Any] = {"arena-logs": {}}
-    if manifest.hf_cache.host_path is None:
-        volumes[manifest.hf_cache.volume or "hf-cache"] = {}
-    return volumes
+        mount = {"hf_cache_type": "bind", "hf_cache_source": _host_path(stack, cache.host_path)}
+    else:
+        mount = {"hf_cache_type": "volume", "hf_cache_source": cache.volume or "hf-cache"}
+    return {**mount, "hf_home": HF_HOME}
 
 
 def _host_path(stack: Stack, written: str) -> str:
@@ -484,7 +406,18 @@ def _relative(stack: Stack, path: Path) -> str:
     return relative if relative.startswith("..") else f"./{relative}"
 
 
-def _vllm_image(stack: Stack) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Image:
+    """The image a service runs: built here from `context` (relative to the compose file) with
+    `args`, or pulled where there is no context."""
+
+    tag: str
+    pull_policy: str
+    context: str | None = None
+    args: dict[str, str] | None = None
+
+
+def _vllm_image(stack: Stack) -> Image:
     settings = stack.manifest.images.vllm
     if stack.manifest.device == "cpu":
         context = IMAGES / "vllm-cpu"
@@ -516,23 +449,18 @@ def _vllm_image(stack: Stack) -> dict[str, Any]:
     return _built_image(stack, tag, context, args)
 
 
-def _fastchat_image(stack: Stack) -> dict[str, Any]:
+def _fastchat_image(stack: Stack) -> Image:
     settings = stack.manifest.images.fastchat
     return _built_image(
         stack, settings.tag, IMAGES / "fastchat", {"BASE_IMAGE": settings.base_image}
     )
 
 
-def _built_image(stack: Stack, tag: str, context: Path, args: dict[str, str]) -> dict[str, Any]:
+def _built_image(stack: Stack, tag: str, context: Path, args: dict[str, str]) -> Image:
     """Images are built here, never pulled: there may be no registry, and a public image of the
     same name must not win. `never` builds a missing image once and leaves an existing one alone
-    (`docker compose build` rebuilds). Only one service per image carries `build:`; Compose would
-    build the same image once per service that does."""
-    return {
-        "image": tag,
-        "build": {"context": _relative(stack, context), "args": args},
-        "pull_policy": "never",
-    }
+    (`docker compose build` rebuilds)."""
+    return Image(tag, pull_policy="never", context=_relative(stack, context), args=args)
 
 
 # --- templates -----------------------------------------------------------------------------
@@ -566,6 +494,10 @@ def template_environment(folder: Path, tojson: Callable[[Any], str]) -> jinja2.E
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        # A block tag's line leaves nothing behind, so a template's `{% if %}` around an optional
+        # key reads like the fragment with or without it.
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     environment.filters["tojson"] = tojson
     return environment
@@ -576,16 +508,11 @@ def _environment() -> jinja2.Environment:
     return template_environment(TEMPLATES, compose_json)
 
 
-def _fragment(name: str, values: dict[str, Any]) -> dict[str, Any]:
-    text = _environment().get_template(f"{name}.yaml.j2").render(values)
+def _fragment(name: str, values: dict[str, Any], **more: Any) -> dict[str, Any]:
+    text = _environment().get_template(f"{name}.yaml.j2").render(values, **more)
     data = serialize.load(text)
     assert isinstance(data, dict)
-    # A null value means "not set" for this stack: the key is left out.
-    return {key: value for key, value in data.items() if value is not None}
-
-
-def _without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if key not in keys}
+    return data
 
 
 # --- validation and output -----------------------------------------------------------------

@@ -309,7 +309,7 @@ def compose_stack(prepared: Prepared) -> compose.Stack:
 def images(prepared: Prepared) -> tuple[str, str]:
     """The local tags of the vLLM and FastChat images, as the compose file builds them."""
     stack = compose_stack(prepared)
-    return compose._vllm_image(stack)["image"], compose._fastchat_image(stack)["image"]
+    return compose._vllm_image(stack).tag, compose._fastchat_image(stack).tag
 
 
 def pulled(manifest: Manifest, tag: str) -> str:
@@ -455,7 +455,7 @@ def _fetch_job(cluster: Cluster) -> dict[str, Any]:
 
 def _controller(cluster: Cluster) -> dict[str, Any]:
     manifest = cluster.manifest
-    command = compose._controller(manifest, {})["command"]
+    command = compose._controller(manifest)["command"]
     return _fragment(
         "fastchat-deployment",
         {
@@ -476,7 +476,7 @@ def _controller(cluster: Cluster) -> dict[str, Any]:
 
 
 def _webui(cluster: Cluster) -> dict[str, Any]:
-    webui = compose._webui(compose_stack(cluster.prepared), {})
+    webui = compose._webui(compose_stack(cluster.prepared))
     wait = ["--healthy", f"http://controller:{CONTROLLER_PORT}/test_connection"]
     for model in cluster.models:
         wait += ["--healthy", f"http://{model.service}:{VLLM_PORT}/health"]

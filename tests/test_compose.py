@@ -10,10 +10,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
+from jinja2 import nodes
 
 from arenastack.compose import compose_json, start_chains
+from arenastack.paths import TEMPLATES
 from arenastack.pipeline import prepare
 from tests.cases import CASES, OUTPUT, Case, render
 from tests.conftest import FIXTURES, REPO
@@ -176,6 +179,27 @@ def unescape(value: Any) -> Any:
 def test_tojson_round_trips_through_yaml(text: str) -> None:
     assert unescape(yaml.safe_load(compose_json(text))) == text
     assert unescape(yaml.safe_load(compose_json({text: [text]}))) == {text: [text]}
+
+
+def test_every_template_value_goes_through_tojson() -> None:
+    """A value written raw could add keys or be interpolated. A call of a shared macro
+    (`m.name(...)`) passes: the macros' own outputs are checked here too, in _macros.j2."""
+    raw = []
+    for path in sorted(TEMPLATES.rglob("*.j2")):
+        tree = jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+        imported = {i.target for i in tree.find_all(nodes.Import)}
+        for output in tree.find_all(nodes.Output):
+            for node in output.nodes:
+                escaped = isinstance(node, nodes.Filter) and node.name == "tojson"
+                macro = (
+                    isinstance(node, nodes.Call)
+                    and isinstance(node.node, nodes.Getattr)
+                    and isinstance(node.node.node, nodes.Name)
+                    and node.node.node.name in imported
+                )
+                if not (isinstance(node, nodes.TemplateData) or escaped or macro):
+                    raw.append(f"{path.relative_to(TEMPLATES)}:{node.lineno}")
+    assert not raw, f"values written without tojson: {raw}"
 
 
 def test_hostile_strings_add_nothing_and_arrive_verbatim() -> None:
