@@ -298,23 +298,17 @@ def _gateway(stack: Stack) -> dict[str, Any]:
         volumes = [
             {"type": "bind", "source": source, "target": gateway.KEYS_FILE, "read_only": True}
         ]
-    port = str(GATEWAY_PORT)
     return {
         **image,
-        "entrypoint": ["litellm"],
-        "command": ["--config", gateway.CONFIG_FILE, "--host", "0.0.0.0", "--port", port],
-        "environment": {
-            # Passed by name: the value stays in the shell or .env, never in this file.
-            gateway.MASTER_KEY_ENV: None,
-            # The cost map inside the package; otherwise LiteLLM fetches it from GitHub at start.
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        },
+        "entrypoint": gateway.ENTRYPOINT,
+        "command": gateway.command(),
+        "environment": gateway.environment(),
         "volumes": volumes,
         "configs": configs,
         "ports": _ports(
             settings.bind_address or manifest.bind_address, settings.port, GATEWAY_PORT
         ),
-        "healthcheck": _probe(f"http://127.0.0.1:{GATEWAY_PORT}/health/liveliness"),
+        "healthcheck": _probe(f"http://127.0.0.1:{GATEWAY_PORT}{gateway.HEALTH_PATH}"),
         "depends_on": {m.service: {"condition": "service_healthy"} for m in stack.models},
     }
 
@@ -345,12 +339,7 @@ def _monitoring_services(stack: Stack) -> dict[str, Any]:
             "prometheus",
             {
                 **image,
-                "command": [
-                    f"--config.file={monitoring.PROMETHEUS_CONFIG}",
-                    "--storage.tsdb.path=/prometheus",
-                    f"--storage.tsdb.retention.time={prometheus.retention}",
-                    f"--web.listen-address=0.0.0.0:{monitoring.PROMETHEUS_PORT}",
-                ],
+                "command": monitoring.prometheus_arguments(prometheus.retention),
                 "config_path": monitoring.PROMETHEUS_CONFIG,
                 "rules_path": monitoring.PROMETHEUS_RULES,
                 "volumes": [
@@ -382,20 +371,9 @@ def _monitoring_services(stack: Stack) -> dict[str, Any]:
 
 
 def _monitoring_configs(stack: Stack) -> dict[str, Any]:
-    device = stack.manifest.device
     names = metric_names(stack.dialect.version)
-    configs = _fragment(
-        "monitoring-configs",
-        {
-            "prometheus_config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
-            "prometheus_rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
-            "grafana_datasources": serialize.dump(monitoring.grafana_datasources()),
-            "grafana_providers": serialize.dump(monitoring.grafana_providers()),
-            "grafana_dashboard": json.dumps(
-                monitoring.dashboard(stack.models, names, device), indent=1
-            ),
-        },
-    )
+    files = monitoring.config_files(stack.models, stack.manifest.device, names)
+    configs = _fragment("monitoring-configs", files)
     if not stack.manifest.monitoring.grafana.enabled:
         configs = {k: v for k, v in configs.items() if not k.startswith("grafana_")}
     return configs
