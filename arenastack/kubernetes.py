@@ -245,7 +245,8 @@ def _shared_gpus(models: list[Model]) -> list[Problem]:
     return found
 
 
-def warnings(manifest: Manifest) -> list[Problem]:
+def warnings(prepared: Prepared) -> list[Problem]:
+    manifest = prepared.manifest
     found = []
     if manifest.kubernetes.registry is None:
         found.append(
@@ -260,6 +261,19 @@ def warnings(manifest: Manifest) -> list[Problem]:
             Problem(
                 "hf_cache.host_path",
                 "is ignored on Kubernetes: the cache is a ReadWriteMany volume claim",
+            )
+        )
+    keys_file = manifest.gateway.keys_file
+    if manifest.gateway.enabled and keys_file is not None:
+        path = gateway.keys_path(keys_file, prepared.manifest_path.resolve().parent)
+        keys = _file_name(gateway.KEYS_FILE)
+        found.append(
+            Problem(
+                "gateway.keys_file",
+                f"is not read from this machine on Kubernetes: the gateway reads the Secret "
+                f"{GATEWAY_KEYS_SECRET} (key {keys}), which you create from it, and again after "
+                f"each change: kubectl create secret generic {GATEWAY_KEYS_SECRET} "
+                f"--from-file={keys}={path} --dry-run=client -o yaml | kubectl apply -f -",
             )
         )
     return found
