@@ -356,7 +356,7 @@ def _monitoring_services(stack: Stack) -> dict[str, Any]:
             "grafana",
             {
                 "image": grafana.image,
-                "home_dashboard": f"{monitoring.GRAFANA_DASHBOARDS}/arenastack.json",
+                "home_dashboard": monitoring.GRAFANA_HOME_DASHBOARD,
                 "datasources_path": monitoring.GRAFANA_DATASOURCES,
                 "providers_path": monitoring.GRAFANA_PROVIDERS,
                 "volumes": [

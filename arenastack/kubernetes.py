@@ -704,7 +704,7 @@ def _grafana(cluster: Cluster) -> dict[str, dict[str, Any]]:
     every start and the samples live in Prometheus, so its own database would keep only
     sessions and preferences, not worth a volume claim."""
     texts = _monitoring_files(cluster)
-    home = f"{monitoring.GRAFANA_DASHBOARDS}/arenastack.json"
+    home = monitoring.GRAFANA_HOME_DASHBOARD
     # One ConfigMap per folder Grafana reads: mounted whole, they follow changes.
     folders = {
         "grafana-datasources": (monitoring.GRAFANA_DATASOURCES, texts["grafana_datasources"]),

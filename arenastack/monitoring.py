@@ -42,6 +42,7 @@ GRAFANA_DATA = "/var/lib/grafana"
 GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/arenastack.yaml"
 GRAFANA_PROVIDERS = "/etc/grafana/provisioning/dashboards/arenastack.yaml"
 GRAFANA_DASHBOARDS = "/etc/grafana/dashboards"
+GRAFANA_HOME_DASHBOARD = f"{GRAFANA_DASHBOARDS}/arenastack.json"
 # The password reaches Grafana by name: Compose reads it from the shell or .env at `up`.
 GRAFANA_PASSWORD_VARIABLE = "GRAFANA_ADMIN_PASSWORD"
 
