@@ -176,7 +176,7 @@ def _render_kubernetes(args: argparse.Namespace) -> int:
     from arenastack import kubernetes
 
     prepared, sharing = kubernetes.prepare(args.manifest, args.gpus, args.gpu_sharing)
-    _warn(prepared.warnings + kubernetes.warnings(prepared.manifest))
+    _warn(prepared.warnings + kubernetes.warnings(prepared))
     files = kubernetes.build(prepared, sharing, args.manifest.as_posix())
     output = args.output or DEFAULT_KUBERNETES_OUTPUT
     kubernetes.write_directory(output, files)

@@ -73,6 +73,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
         services["prometheus"] = _fragment("prometheus", _prometheus(stack))
     if grafana_on:
         services["grafana"] = _fragment("grafana", _grafana(stack))
+    monitoring_files = _monitoring_files(stack) if prometheus_on else {}
     document = _fragment(
         "stack",
         {
@@ -83,8 +84,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "arena": arena.render(manifest, stack.models),
             # The files of the opt-in services; None leaves them (and their volumes) out.
             "gateway": _gateway_configs(stack) if gateway_on else None,
-            "prometheus": _prometheus_configs(stack) if prometheus_on else None,
-            "grafana": _grafana_configs(stack) if grafana_on else None,
+            "prometheus": monitoring_files.get("prometheus") if prometheus_on else None,
+            "grafana": monitoring_files.get("grafana") if grafana_on else None,
         },
     )
     name = {"name": document.pop("name")} if "name" in document else {}
@@ -269,16 +270,12 @@ def _gateway(stack: Stack) -> dict[str, Any]:
         # LiteLLM's own image, pinned by version: pulled once if missing.
         image = Image(tag, pull_policy="missing")
     keys_file = settings.keys_file
-    port = str(GATEWAY_PORT)
     return {
         "image": image,
-        "command": ["--config", gateway.CONFIG_FILE, "--host", "0.0.0.0", "--port", port],
-        "environment": {
-            # Passed by name: the value stays in the shell or .env, never in this file.
-            gateway.MASTER_KEY_ENV: None,
-            # The cost map inside the package; otherwise LiteLLM fetches it from GitHub at start.
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        },
+        "entrypoint": gateway.ENTRYPOINT,
+        "command": gateway.command(),
+        "environment": gateway.environment(),
+        "health_path": gateway.HEALTH_PATH,
         "keys_file": None if keys_file is None else _host_path(stack, keys_file),
         "keys_target": gateway.KEYS_FILE,
         "config_file": gateway.CONFIG_FILE,
@@ -327,14 +324,10 @@ def _prometheus(stack: Stack) -> dict[str, Any]:
     return {
         "image": image,
         "image_has_python": debian,
-        "command": [
-            f"--config.file={monitoring.PROMETHEUS_CONFIG}",
-            "--storage.tsdb.path=/prometheus",
-            f"--storage.tsdb.retention.time={prometheus.retention}",
-            f"--web.listen-address=0.0.0.0:{port}",
-        ],
+        "command": monitoring.prometheus_arguments(prometheus.retention),
         "config_path": monitoring.PROMETHEUS_CONFIG,
         "rules_path": monitoring.PROMETHEUS_RULES,
+        "data_path": monitoring.PROMETHEUS_DATA,
         **_published(settings.bind_address or manifest.bind_address, prometheus.port, port),
     }
 
@@ -345,7 +338,7 @@ def _grafana(stack: Stack) -> dict[str, Any]:
     grafana = settings.grafana
     return {
         "image": grafana.image,
-        "home_dashboard": f"{monitoring.GRAFANA_DASHBOARDS}/arenastack.json",
+        "home_dashboard": monitoring.GRAFANA_HOME_DASHBOARD,
         "datasources_path": monitoring.GRAFANA_DATASOURCES,
         "providers_path": monitoring.GRAFANA_PROVIDERS,
         **_published(
@@ -354,21 +347,17 @@ def _grafana(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _prometheus_configs(stack: Stack) -> dict[str, str]:
-    device = stack.manifest.device
-    return {
-        "config": serialize.dump(monitoring.prometheus_config(stack.models, device)),
-        "rules": serialize.dump(monitoring.prometheus_rules(stack.models, device)),
-    }
-
-
-def _grafana_configs(stack: Stack) -> dict[str, str]:
+def _monitoring_files(stack: Stack) -> dict[str, dict[str, str]]:
+    """The generated files, per service: {"prometheus": {"config": ..., "rules": ...}, ...}."""
     names = metric_names(stack.dialect.version)
-    dashboard = monitoring.dashboard(stack.models, names, stack.manifest.device)
+    files = monitoring.config_files(stack.models, stack.manifest.device, names)
     return {
-        "datasources": serialize.dump(monitoring.grafana_datasources()),
-        "providers": serialize.dump(monitoring.grafana_providers()),
-        "dashboard": json.dumps(dashboard, indent=1),
+        service: {
+            key.removeprefix(f"{service}_"): text
+            for key, text in files.items()
+            if key.startswith(f"{service}_")
+        }
+        for service in ("prometheus", "grafana")
     }
 
 

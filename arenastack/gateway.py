@@ -22,7 +22,7 @@ import yaml
 from arenastack import serialize
 from arenastack.manifest import Manifest, Model
 from arenastack.problems import Problem, field_path
-from arenastack.services import VLLM_PORT
+from arenastack.services import GATEWAY_PORT, VLLM_PORT
 
 # Keep equal to images/litellm/requirements.txt (tests check): the newest litellm[proxy] whose
 # extra resolves from PyPI alone (1.110.x's needs a package PyPI does not serve).
@@ -42,6 +42,24 @@ KEYS_FILE = f"{CONFIG_DIR}/keys.yaml"
 # vLLM's servers run without --api-key; LiteLLM still wants a value to send.
 NO_API_KEY = "none"
 PROVIDER = "hosted_vllm"
+# Answered without a key once the proxy has loaded its config: the container's health route.
+HEALTH_PATH = "/health/liveliness"
+ENTRYPOINT = ["litellm"]
+
+
+def command() -> list[str]:
+    """The proxy's arguments after ENTRYPOINT: the generated config, on every interface."""
+    return ["--config", CONFIG_FILE, "--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
+
+
+def environment() -> dict[str, str | None]:
+    """The container's variables; None is passed by name (Compose: from the shell or .env;
+    Kubernetes: from the user's Secret), so the value is never in a rendered file."""
+    return {
+        MASTER_KEY_ENV: None,
+        # The cost map inside the package; otherwise LiteLLM fetches it from GitHub at start.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
 
 
 def config(models: list[Model], request_timeout: int) -> dict[str, Any]:

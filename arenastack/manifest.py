@@ -419,7 +419,9 @@ class Gateway(Strict):
         None,
         description="YAML file of per-user keys, `{user: key}`, relative to the manifest's "
         "folder; mounted read-only and read at each request, so users are added without a "
-        "restart. Each key is accepted beside the master key. Default: the master key only.",
+        "restart. Each key is accepted beside the master key. Default: the master key only. "
+        "On Kubernetes the gateway reads it from the Secret `gateway-keys` (key `keys.yaml`) "
+        "that you create from this file.",
     )
     request_timeout: PositiveInt = Field(
         600,
@@ -587,10 +589,17 @@ class Kubernetes(Strict):
     logs_size: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")] = Field(
         "1Gi", description="Size of the web UI's volume for conversations and votes."
     )
+    prometheus_size: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")] = Field(
+        "10Gi",
+        description="Size of Prometheus's volume (monitoring.enabled), which keeps the samples "
+        "for monitoring.prometheus.retention across pod restarts.",
+    )
     secret: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN)] = Field(
         "arenastack-env",
         description="Secret (created by you, never rendered) that holds HF_TOKEN and every "
-        "`env` variable passed by name (null value), one key per variable; optional keys.",
+        "`env` variable passed by name (null value), one key per variable; optional keys. With "
+        "gateway.enabled also LITELLM_MASTER_KEY, with Grafana GRAFANA_ADMIN_PASSWORD: required "
+        "keys (neither starts without one).",
     )
     node_selector: dict[
         Annotated[str, Field(pattern=LABEL_KEY_PATTERN)],

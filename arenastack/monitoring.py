@@ -13,10 +13,12 @@ live Prometheus.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from arenastack import serialize
 from arenastack.manifest import Manifest, Model
 from arenastack.services import VLLM_PORT
 from arenastack.vllm_metrics import MetricNames
@@ -31,9 +33,16 @@ DASHBOARD_UID = "arenastack-models"
 RATE_WINDOW = "$__rate_interval"
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES = "/etc/prometheus/arenastack-rules.yml"
+PROMETHEUS_DATA = "/prometheus"
+# 503 until the TSDB is loaded; /-/healthy answers as soon as the process serves.
+PROMETHEUS_READY = "/-/ready"
+PROMETHEUS_HEALTHY = "/-/healthy"
+GRAFANA_HEALTH = "/api/health"
+GRAFANA_DATA = "/var/lib/grafana"
 GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/arenastack.yaml"
 GRAFANA_PROVIDERS = "/etc/grafana/provisioning/dashboards/arenastack.yaml"
 GRAFANA_DASHBOARDS = "/etc/grafana/dashboards"
+GRAFANA_HOME_DASHBOARD = f"{GRAFANA_DASHBOARDS}/arenastack.json"
 # The password reaches Grafana by name: Compose reads it from the shell or .env at `up`.
 GRAFANA_PASSWORD_VARIABLE = "GRAFANA_ADMIN_PASSWORD"
 
@@ -57,6 +66,32 @@ def target_labels(model: Model, device: str) -> dict[str, str]:
         "gpu": gpu_label(model),
         "fraction": fraction_label(model, device),
     }
+
+
+# --- the files, as both targets mount them ---------------------------------------------------
+
+
+def config_files(models: list[Model], device: str, names: MetricNames) -> dict[str, str]:
+    """Prometheus's config and rules, Grafana's provisioning and the dashboard, as text. Models
+    are scraped by service name, which is their host name on the compose network and their
+    Service's DNS name in a Kubernetes namespace alike."""
+    return {
+        "prometheus_config": serialize.dump(prometheus_config(models, device)),
+        "prometheus_rules": serialize.dump(prometheus_rules(models, device)),
+        "grafana_datasources": serialize.dump(grafana_datasources()),
+        "grafana_providers": serialize.dump(grafana_providers()),
+        "grafana_dashboard": json.dumps(dashboard(models, names, device), indent=1),
+    }
+
+
+def prometheus_arguments(retention: str) -> list[str]:
+    """The flags after the entrypoint, which is the prometheus binary in both images."""
+    return [
+        f"--config.file={PROMETHEUS_CONFIG}",
+        f"--storage.tsdb.path={PROMETHEUS_DATA}",
+        f"--storage.tsdb.retention.time={retention}",
+        f"--web.listen-address=0.0.0.0:{PROMETHEUS_PORT}",
+    ]
 
 
 # --- Prometheus ------------------------------------------------------------------------------

@@ -4,8 +4,17 @@ Every container has its own network namespace, so these never clash; host ports 
 manifest's business.
 """
 
-# A model may not take these names: they are the stack's own services.
-STACK_SERVICES = ("controller", "webui", "fetch-models", "gateway")
+# A model may not take these names: they are the stack's own services (Compose services and
+# Kubernetes Deployments and Services alike), whether or not the manifest enables them.
+STACK_SERVICES = (
+    "controller",
+    "webui",
+    "fetch-models",
+    "gateway",
+    "leaderboard",
+    "prometheus",
+    "grafana",
+)
 
 VLLM_PORT = 8000
 CONTROLLER_PORT = 21001

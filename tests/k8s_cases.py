@@ -40,6 +40,7 @@ CASES = [
     ),
     Case("whole-gpus", FIXTURES / "manifests/k8s-whole-gpus.yaml", None, None),
     Case("cpu", REPO / "compose/cpu.yaml", None, None),
+    Case("gateway-monitoring", FIXTURES / "manifests/k8s-gateway-monitoring.yaml", None, None),
 ]
 
 
