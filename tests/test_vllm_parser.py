@@ -14,7 +14,7 @@ plugin or base image is at hand these tests skip; under CI=true they fail instea
   its wheelhouse (3.6 GB, 4 min, fetched by tools/bootstrap) and its build (about 19 min on the
   shared 2-core machine; 21 GB of disk, 25 GB while building) would add about 24 min to a cold
   CI run, past its 45-minute budget. Run it with `pytest -m vllm_wheel
-  tests/test_vllm_parser.py`: 30 s once the image exists. Without it, tests/test_vllm_flags.py
+  tests/test_vllm_parser.py`: 30-75 s once the image exists. Without it, tests/test_vllm_flags.py
   still checks every rendered flag against v0.8.2's argument list read from its sdist.
 """
 
