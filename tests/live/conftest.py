@@ -4,7 +4,8 @@ real vLLM (CPU backend) and real FastChat, torn down at the end.
 pytest-docker's session fixtures start and stop it (`docker_compose_file`,
 `docker_compose_project_name`, `docker_setup`, `docker_cleanup`); python-on-whales does everything
 else. Each run has a project name and host ports of its own, so two runs on one host never touch
-each other's containers, volumes or ports.
+each other's containers, volumes or ports. Its images are built when missing or stale
+(tests/images.py).
 
 Where no Docker engine, Compose plugin or base image is at hand, the live tests skip, and say so in
 pytest's summary; under CI=true that is a failure instead. Measurements go to
@@ -13,7 +14,6 @@ tests/artifacts/live-report.json (and .md).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -30,22 +30,19 @@ from typing import Any, cast
 
 import pytest
 import yaml
-from python_on_whales import DockerClient, DockerException
+from python_on_whales import DockerClient
 from python_on_whales.utils import run as run_docker
 
 from arenastack import cli, gateway
 from arenastack.services import WEBUI_PORT
 from tests.conftest import REPO, make_tiny_models
+from tests.images import build_stale_images, on_ci, why_images_cannot_be_built
 
 LIVE = Path(__file__).resolve().parent
 MANIFEST = LIVE / "manifest.yaml"
 SWAP_MANIFEST = LIVE / "manifest-swap.yaml"
 ARTIFACTS = REPO / "tests" / "artifacts"
-BASE_IMAGE = "arenastack/base:bookworm"
 UP_TIMEOUT_S = 900
-# Which recipe each locally built image was last built from: sending the multi-GB build contexts
-# to the engine takes minutes even when every layer is cached, so unchanged images are not rebuilt.
-BUILT = Path.home() / ".cache" / "arenastack" / "built-images.json"
 
 
 class LiveTestsSkipped(UserWarning):
@@ -106,59 +103,7 @@ class Run:
 RUN = Run()
 
 
-# --- images ----------------------------------------------------------------------------------
-
-
-def recipes(compose_file: Path) -> dict[str, tuple[str, str]]:
-    """Image tag → (a service that builds it, digest of what it is built from: build args and
-    every context file except the wheelhouse, whose content follows from the hashed
-    requirements files)."""
-    document = yaml.safe_load(compose_file.read_text())
-    found = {}
-    for name, service in document["services"].items():
-        if "build" not in service:
-            continue
-        context = (compose_file.parent / service["build"]["context"]).resolve()
-        digest = hashlib.sha256(json.dumps(service["build"]["args"], sort_keys=True).encode())
-        for path in sorted(context.rglob("*")):
-            relative = path.relative_to(context)
-            if path.is_file() and relative.parts[0] != "wheels":
-                digest.update(str(relative).encode() + b"\0" + path.read_bytes())
-        found[service["image"]] = (name, digest.hexdigest())
-    return found
-
-
-def build_stale_images(docker: DockerClient) -> list[str]:
-    built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
-    stale = {
-        tag: recipe
-        for tag, recipe in recipes(RUN.compose_file).items()
-        if built.get(tag) != recipe[1] or not docker.image.exists(tag)
-    }
-    if stale:
-        docker.compose.build(services=[service for service, _ in stale.values()])
-        BUILT.parent.mkdir(parents=True, exist_ok=True)
-        built |= {tag: digest for tag, (_, digest) in stale.items()}
-        BUILT.write_text(json.dumps(built, indent=2) + "\n")
-    return sorted(stale)
-
-
 # --- why the live tests might not run -------------------------------------------------------
-
-
-def why_no_live_stack(docker: DockerClient) -> str | None:
-    try:
-        docker.system.info()
-    except (DockerException, OSError) as error:
-        return f"no Docker engine answers `docker info` ({str(error).strip()[:200]})"
-    try:
-        docker.compose.version()
-    except DockerException:
-        return "`docker compose` (the v2 plugin) is missing: run tools/bootstrap"
-    if not docker.image.exists(BASE_IMAGE):
-        return f"the base image {BASE_IMAGE} is missing: run tools/bootstrap"
-    return None
-
 
 SKIPPED: list[str] = []
 
@@ -287,7 +232,7 @@ def docker_compose_file(live_manifest: Path) -> str:
 
 @pytest.fixture(scope="session")
 def docker_setup() -> list[str]:
-    # The images are built beforehand (build_stale_images); never pulled.
+    # The images are built beforehand (tests/images.py); never pulled.
     return [f"up --detach --wait --wait-timeout {UP_TIMEOUT_S}"]
 
 
@@ -300,9 +245,9 @@ def docker_cleanup() -> list[str]:
 def live_manifest(report: Report) -> Iterator[Path]:
     """Render the run's manifest and build what is stale; skip (or fail on CI) where the live
     stack cannot run."""
-    reason = why_no_live_stack(DockerClient())
+    reason = why_images_cannot_be_built(DockerClient())
     if reason:
-        if os.environ.get("CI") == "true":
+        if on_ci():
             pytest.fail(f"LIVE TESTS CANNOT RUN ON CI: {reason}", pytrace=False)
         SKIPPED.append(reason)
         warnings.warn(LiveTestsSkipped(reason), stacklevel=1)
@@ -313,7 +258,7 @@ def live_manifest(report: Report) -> Iterator[Path]:
     os.environ.setdefault(gateway.MASTER_KEY_ENV, f"sk-live-{secrets.token_hex(16)}")
     manifest = RUN.render(MANIFEST)
     started = time.monotonic()
-    report.figures["images_built"] = build_stale_images(compose_client())
+    report.figures["images_built"] = build_stale_images(RUN.compose_file)
     report.figures["images_build_s"] = round(time.monotonic() - started, 1)
     try:
         yield manifest

@@ -17,7 +17,8 @@ from openai import OpenAI
 
 from arenastack.services import VLLM_PORT
 from tests.conftest import REPO
-from tests.live.conftest import BASE_IMAGE, LIVE, Report, Stack, free_port
+from tests.images import BASE_IMAGE
+from tests.live.conftest import LIVE, Report, Stack, free_port
 
 pytestmark = pytest.mark.live
 

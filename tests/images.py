@@ -1,0 +1,94 @@
+"""The images that tests run, built here from the recipes of rendered compose files, never pulled.
+
+Sending the multi-GB build contexts to the engine takes minutes even when every layer is cached,
+so an image is rebuilt only when it is missing or its recipe changed since it was last built:
+which recipe each image was built from is kept in ~/.cache/arenastack/built-images.json. The live
+stack (tests/live/conftest.py) and vLLM's own parser (tests/test_vllm_parser.py) both build
+through `build_stale_images`, so neither rebuilds what the other built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+import yaml
+from python_on_whales import DockerClient, DockerException
+
+BASE_IMAGE = "arenastack/base:bookworm"
+BUILT = Path.home() / ".cache" / "arenastack" / "built-images.json"
+
+
+def recipes(compose_file: Path) -> dict[str, tuple[str, str]]:
+    """Image tag → (a service that builds it, digest of what it is built from: build args and
+    every context file except the wheelhouse, whose content follows from the hashed
+    requirements files)."""
+    document = yaml.safe_load(compose_file.read_text())
+    found = {}
+    for name, service in document["services"].items():
+        if "build" not in service:
+            continue
+        context = (compose_file.parent / service["build"]["context"]).resolve()
+        digest = hashlib.sha256(json.dumps(service["build"]["args"], sort_keys=True).encode())
+        for path in sorted(context.rglob("*")):
+            relative = path.relative_to(context)
+            if path.is_file() and relative.parts[0] != "wheels":
+                digest.update(str(relative).encode() + b"\0" + path.read_bytes())
+        found[service["image"]] = (name, digest.hexdigest())
+    return found
+
+
+def build_stale_images(compose_file: Path, tags: Collection[str] | None = None) -> list[str]:
+    """Builds (with `docker compose build`) every image of the compose file, or those of `tags`,
+    that is missing or whose recipe changed; returns the tags it built."""
+    docker = DockerClient(compose_files=[compose_file])
+    built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
+    wanted = recipes(compose_file)
+    if tags is not None:
+        unknown = set(tags) - set(wanted)
+        assert not unknown, f"{compose_file} builds none of {sorted(unknown)}"
+        wanted = {tag: wanted[tag] for tag in tags}
+    stale = {
+        tag: recipe
+        for tag, recipe in wanted.items()
+        if built.get(tag) != recipe[1] or not docker.image.exists(tag)
+    }
+    if stale:
+        docker.compose.build(services=[service for service, _ in stale.values()])
+        # Read again: another run may have recorded its own builds meanwhile.
+        built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
+        BUILT.parent.mkdir(parents=True, exist_ok=True)
+        built |= {tag: digest for tag, (_, digest) in stale.items()}
+        BUILT.write_text(json.dumps(built, indent=2) + "\n")
+    return sorted(stale)
+
+
+def why_images_cannot_be_built(docker: DockerClient) -> str | None:
+    """What is missing to build and run the images here, or None."""
+    try:
+        docker.system.info()
+    except (DockerException, OSError) as error:
+        return f"no Docker engine answers `docker info` ({str(error).strip()[:200]})"
+    try:
+        docker.compose.version()
+    except DockerException:
+        return "`docker compose` (the v2 plugin) is missing: run tools/bootstrap"
+    if not docker.image.exists(BASE_IMAGE):
+        return f"the base image {BASE_IMAGE} is missing: run tools/bootstrap"
+    return None
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skips the test where it cannot run, and fails it on CI, where everything must run."""
+    if on_ci():
+        pytest.fail(f"CANNOT RUN ON CI: {reason}", pytrace=False)
+    pytest.skip(reason)
