@@ -10,11 +10,10 @@ plugin or base image is at hand these tests skip; under CI=true they fail instea
   compose/experiments/current.yaml); about 20 s once the image exists.
 - vLLM 0.8.2, the pinned default: the wheel-mode image `arenastack/vllm-wheel:v0.8.2`
   (images/vllm-wheel as the `wheel` case renders it, on arenastack/base:bookworm; 8.7 GB, torch
-  2.6 with its CUDA libraries). Marker `vllm_wheel`, not in the default run: on a cold machine
-  its wheelhouse (3.6 GB, 4 min, fetched by tools/bootstrap) and its build (about 19 min on the
-  shared 2-core machine; 21 GB of disk, 25 GB while building) would add about 24 min to a cold
-  CI run, past its 45-minute budget. Run it with `pytest -m vllm_wheel
-  tests/test_vllm_parser.py`: 30-75 s once the image exists. Without it, tests/test_vllm_flags.py
+  2.6 with its CUDA libraries). Marker `vllm_wheel`, in the default run: 30-75 s once the image
+  exists. On a cold machine its wheelhouse (3.6 GB, 4 min, fetched by tools/bootstrap) and its
+  build (about 19 min on the shared 2-core machine; 21 GB of disk, 25 GB while building) come
+  first. Alone: `pytest -m vllm_wheel tests/test_vllm_parser.py`. tests/test_vllm_flags.py also
   still checks every rendered flag against v0.8.2's argument list read from its sdist.
 """
 
