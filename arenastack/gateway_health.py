@@ -2,8 +2,10 @@
 
 LiteLLM's `GET /health` needs the master key, and the key is in the gateway container's
 environment (Compose passes it by name from the shell or .env). So the request is made inside that
-container (`docker compose exec`), by a few lines of Python's standard library that read the key
-there: it never reaches this process, a command line or the output.
+container (`docker exec`), by a few lines of Python's standard library that read the key there: it
+never reaches this process, a command line or the output. `docker exec` on the container `status`
+has just inspected, not `docker compose exec`: Compose would first parse the compose file, and
+refuse where a variable it requires (GRAFANA_ADMIN_PASSWORD) is in neither the shell nor .env.
 
 What LiteLLM 1.108.7 does on `GET /health` (litellm/proxy/health_check.py and
 health_endpoints/_health_endpoints.py): it sends every model a real chat request at once, each
@@ -32,6 +34,7 @@ from typing import Any
 
 from arenastack import gateway
 from arenastack.services import GATEWAY_PORT
+from arenastack.stack_state import Container
 
 SERVICE = "gateway"
 HEALTHY = "healthy"
@@ -40,7 +43,7 @@ UNHEALTHY = "unhealthy"
 NOT_LISTED = "not listed"
 ERROR_CHARS = 200
 # The request inside the container waits for LiteLLM's slowest probe and a little more; the
-# `docker compose exec` around it, for that and the exec itself on a busy host.
+# `docker exec` around it, for that and the exec itself on a busy host.
 REQUEST_TIMEOUT_S = gateway.HEALTH_CHECK_TIMEOUT_S + 5
 EXEC_TIMEOUT_S = REQUEST_TIMEOUT_S + 20
 
@@ -144,32 +147,36 @@ def read_output(output: str, services: list[str]) -> tuple[dict[str, Reach], str
         return {}, str(error)
 
 
-def ask(compose_command: list[Any], services: list[str]) -> tuple[dict[str, Reach], str | None]:
+def ask(
+    docker_command: list[Any], container_id: str, services: list[str]
+) -> tuple[dict[str, Reach], str | None]:
     """Ask the running gateway, from inside its container; never raises."""
     url = f"http://127.0.0.1:{GATEWAY_PORT}/health"
     command = [
-        *compose_command,
-        "exec", "--no-TTY", SERVICE,
+        *docker_command, "exec", container_id,  # no -t: no TTY, the output as printed
         "python3", "-c", ASK, url, str(REQUEST_TIMEOUT_S), gateway.MASTER_KEY_ENV,
     ]  # fmt: skip
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return {}, f"no answer from `docker compose exec {SERVICE}` within {EXEC_TIMEOUT_S} s"
+        return {}, f"no answer from `docker exec` in the gateway within {EXEC_TIMEOUT_S} s"
     except OSError as error:
-        return {}, f"cannot run `docker compose exec {SERVICE}`: {error.strerror or error}"
+        return {}, f"cannot run `docker exec`: {error.strerror or error}"
     if done.returncode != 0:
         said = done.stderr.strip().splitlines()
-        return {}, f"`docker compose exec {SERVICE}` failed: {one_line(said[-1] if said else '')}"
+        return {}, f"`docker exec` in the gateway failed: {one_line(said[-1] if said else '')}"
     return read_output(done.stdout, services)
 
 
-def check(state: str | None, compose_command: list[Any], services: list[str]) -> GatewayHealth:
-    """The gateway's health of every model; `state` is its container's (None: no container)."""
-    if state is None:
+def check(
+    container: Container | None, docker_command: list[Any], services: list[str]
+) -> GatewayHealth:
+    """The gateway's health of every model, asked only of a running gateway container."""
+    if container is None:
         return GatewayHealth("absent", problem="the gateway has no container: is the stack up?")
+    state = container.status
     if state != "running":
         return GatewayHealth(state, problem=f"the gateway is {state}: no per-model health")
     started = time.monotonic()
-    models, problem = ask(compose_command, services)
+    models, problem = ask(docker_command, container.id, services)
     return GatewayHealth(state, problem, round(time.monotonic() - started, 2), models)

@@ -153,10 +153,9 @@ def collect(
     }
     gateway = None
     if manifest.gateway.enabled or gateway_health.SERVICE in containers:
-        container = containers.get(gateway_health.SERVICE)
         gateway = gateway_health.check(
-            container.status if container else None,
-            docker.client_config.docker_compose_cmd,
+            containers.get(gateway_health.SERVICE),
+            docker.client_config.docker_cmd,
             [model.service for model in models],
         )
     return StackStatus(project, names.label, statuses, services, gateway)

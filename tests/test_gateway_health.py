@@ -21,6 +21,7 @@ from arenastack.gateway_health import HEALTHY, NOT_LISTED, UNHEALTHY, GatewayHea
 from arenastack.pipeline import prepare
 from arenastack.vllm_metrics import metric_names
 from tests.conftest import FIXTURES, REPO
+from tests.test_up_status import container
 
 ONE_DOWN = json.loads((FIXTURES / "litellm" / "health-one-down.json").read_text())
 SERVICES = ["tiny-a", "tiny-b", "tiny-q"]
@@ -192,53 +193,56 @@ def test_a_gateway_that_does_not_listen() -> None:
     assert problem.startswith("the gateway did not answer /health:") and "refused" in problem
 
 
-# --- `docker compose exec` around it ----------------------------------------------------------
+# --- `docker exec` around it --------------------------------------------------------------------
 
-# Stands in for `docker compose`: checks the exec it is given, then runs the program in it with
-# this Python against the test server.
-COMPOSE_STAND_IN = """
+# Stands in for `docker`: checks the exec it is given, then runs the program in it with this
+# Python against the test server.
+DOCKER_STAND_IN = """
 import subprocess, sys
 given = sys.argv[2:]
-assert given[:3] == ["exec", "--no-TTY", "gateway"], given
-program = given[3:]
+assert given[:2] == ["exec", "id-gateway"], given
+program = given[2:]
 assert program[:2] == ["python3", "-c"] and program[3] == "http://127.0.0.1:4000/health", program
 program[0], program[3] = sys.executable, sys.argv[1]
 sys.exit(subprocess.call(program))
 """
 
 
-def test_ask_runs_the_request_through_compose_exec(
+def test_check_asks_from_inside_the_gateway_container(
     litellm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(gateway.MASTER_KEY_ENV, KEY)
-    command = [sys.executable, "-c", COMPOSE_STAND_IN, litellm]
-    reach, problem = gateway_health.ask(command, SERVICES)
-    assert problem is None and reach["tiny-b"].health == UNHEALTHY
+    docker = [sys.executable, "-c", DOCKER_STAND_IN, litellm]
+    health = gateway_health.check(container("gateway"), docker, SERVICES)
+    assert (health.state, health.problem) == ("running", None)
+    assert [health.models[s].health for s in SERVICES] == [HEALTHY, UNHEALTHY, HEALTHY]
+    assert health.took_s is not None and health.took_s > 0
 
 
-def test_ask_says_why_compose_exec_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    refusing = [sys.executable, "-c", "import sys; sys.exit('service \"gateway\" is not running')"]
-    assert gateway_health.ask(refusing, SERVICES) == (
+def test_ask_says_why_docker_exec_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    said = "Error response from daemon: container id-gateway is not running"
+    refusing = [sys.executable, "-c", f"import sys; sys.exit({said!r})"]
+    assert gateway_health.ask(refusing, "id-gateway", SERVICES) == (
         {},
-        '`docker compose exec gateway` failed: service "gateway" is not running',
+        f"`docker exec` in the gateway failed: {said}",
     )
-    _, missing = gateway_health.ask([str(REPO / "no-such-docker")], SERVICES)
-    assert missing is not None and missing.startswith("cannot run `docker compose exec gateway`")
+    _, missing = gateway_health.ask([str(REPO / "no-such-docker")], "id-gateway", SERVICES)
+    assert missing is not None and missing.startswith("cannot run `docker exec`")
     monkeypatch.setattr(gateway_health, "EXEC_TIMEOUT_S", 0.5)
     hanging = [sys.executable, "-c", "import time; time.sleep(30)"]
     started = time.monotonic()
-    _, silent = gateway_health.ask(hanging, SERVICES)
+    _, silent = gateway_health.ask(hanging, "id-gateway", SERVICES)
     assert time.monotonic() - started < 10
-    assert silent == "no answer from `docker compose exec gateway` within 0.5 s"
+    assert silent == "no answer from `docker exec` in the gateway within 0.5 s"
 
 
 def test_a_gateway_that_is_not_running_is_not_asked() -> None:
-    # A compose command that cannot run: asking would report that instead.
+    # A docker command that cannot run: asking would report that instead.
     never = [str(REPO / "no-such-docker")]
     absent = gateway_health.check(None, never, SERVICES)
     assert (absent.state, absent.models) == ("absent", {})
     assert absent.problem == "the gateway has no container: is the stack up?"
-    exited = gateway_health.check("exited", never, SERVICES)
+    exited = gateway_health.check(container("gateway", status="exited"), never, SERVICES)
     assert exited.problem == "the gateway is exited: no per-model health"
 
 
