@@ -316,7 +316,8 @@ def print_table(status: StackStatus, device: str) -> None:
     for name, service in status.services.items():
         console.print(f"{name}: {service['state']}, health {service['health'] or '-'}")
     for line in gateway_lines(gateway):
-        console.print(line, markup=False, highlight=False)
+        # One line each, however long: soft_wrap stops rich folding it at the width.
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     windows = {
         m.tokens_per_s_source: m.tokens_per_s_window_s
         for m in status.models

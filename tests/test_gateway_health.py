@@ -37,8 +37,9 @@ def test_the_answer_names_the_model_that_is_down_with_its_error_on_one_line() ->
     down = reach["tiny-b"]
     assert down.health == UNHEALTHY
     assert down.error == (
-        "litellm.APIConnectionError: Hosted_vllmException - Cannot connect to host tiny-b:8000 "
-        "ssl:default [Connect call failed ('172.18.0.4', 8000)]"
+        "litellm.InternalServerError: InternalServerError: Hosted_vllmException - Cannot connect "
+        "to host tiny-b:8000 ssl:<ssl.SSLContext object at 0x7f4e990d68d0> [Connect call failed "
+        "('172.19.0.7', 8000)]"
     )
 
 
@@ -279,8 +280,9 @@ def test_status_json_and_table_show_the_gateways_reach(capsys: pytest.CaptureFix
     row_b = next(line for line in out.splitlines() if "│ tiny-b" in line or "tiny-b " in line)
     assert "unhealthy" in row_b
     assert (
-        "gateway: tiny-b unhealthy: litellm.APIConnectionError: Hosted_vllmException - Cannot "
-        "connect to host tiny-b:8000 ssl:default [Connect call failed ('172.18.0.4', 8000)]"
+        "gateway: tiny-b unhealthy: litellm.InternalServerError: InternalServerError: "
+        "Hosted_vllmException - Cannot connect to host tiny-b:8000 ssl:<ssl.SSLContext object at "
+        "0x7f4e990d68d0> [Connect call failed ('172.19.0.7', 8000)]"
     ) in out
 
 
