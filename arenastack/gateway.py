@@ -42,6 +42,12 @@ KEYS_FILE = f"{CONFIG_DIR}/keys.yaml"
 # vLLM's servers run without --api-key; LiteLLM still wants a value to send.
 NO_API_KEY = "none"
 PROVIDER = "hosted_vllm"
+# LiteLLM's `GET /health` (what `render.py status` asks, arenastack/gateway_health.py) sends every
+# model a real chat request at once: by default up to 16 tokens and 60 s each
+# (litellm/proxy/health_check.py, 1.108.7). One token is enough to show the model answers and
+# costs a CPU model little; a model that hangs is reported after this many seconds instead.
+HEALTH_CHECK_MAX_TOKENS = 1
+HEALTH_CHECK_TIMEOUT_S = 15
 # Answered without a key once the proxy has loaded its config: the container's health route.
 HEALTH_PATH = "/health/liveliness"
 ENTRYPOINT = ["litellm"]
@@ -78,8 +84,12 @@ def config(models: list[Model], request_timeout: int) -> dict[str, Any]:
                 "stream_timeout": request_timeout,
                 "max_retries": 0,
             },
-            # The deployment id LiteLLM reports (/model/info): the service name.
-            "model_info": {"id": model.service},
+            # id: the deployment id LiteLLM reports (/model/info, /health): the service name.
+            "model_info": {
+                "id": model.service,
+                "health_check_max_tokens": HEALTH_CHECK_MAX_TOKENS,
+                "health_check_timeout": HEALTH_CHECK_TIMEOUT_S,
+            },
         }
         for model in models
     ]

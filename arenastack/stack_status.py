@@ -7,6 +7,9 @@ against the plan. A model still starting shows its state and no numbers.
 
 Generation tokens/s come from Prometheus over the last minute when monitoring is on and its port
 is published; otherwise from two reads of the server's counter `window` seconds apart.
+
+With a gateway: whether it reaches each model, from LiteLLM's own /health
+(arenastack/gateway_health.py), or one line saying why that is unknown.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arenastack import stack_state, vllm_metrics
+from arenastack import gateway_health, stack_state, vllm_metrics
+from arenastack.gateway_health import GatewayHealth
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.services import VLLM_PORT
 from arenastack.stack_state import Container
@@ -61,6 +65,7 @@ class StackStatus:
     metric_names: str
     models: list[ModelStatus]
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gateway: GatewayHealth | None = None  # None: the stack has no gateway
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,7 +151,14 @@ def collect(
         for name, c in containers.items()
         if name not in {m.service for m in models}
     }
-    return StackStatus(project, names.label, statuses, services)
+    gateway = None
+    if manifest.gateway.enabled or gateway_health.SERVICE in containers:
+        gateway = gateway_health.check(
+            containers.get(gateway_health.SERVICE),
+            docker.client_config.docker_cmd,
+            [model.service for model in models],
+        )
+    return StackStatus(project, names.label, statuses, services, gateway)
 
 
 def _tokens_per_second(
@@ -261,6 +273,9 @@ def print_table(status: StackStatus, device: str) -> None:
         table.add_column(column)
     if device == "cuda":
         table.add_column("GPU MiB used/plan")
+    gateway = status.gateway
+    if gateway is not None:
+        table.add_column("gateway")
     for m in status.models:
         given = (
             f"{m.cpu_kvcache_space_gib} GiB KV"
@@ -289,12 +304,20 @@ def print_table(status: StackStatus, device: str) -> None:
             _number(None if m.ttft_p50_s is None else m.ttft_p50_s * 1000, ".0f", " ms"),
             _number(None if m.ttft_p95_s is None else m.ttft_p95_s * 1000, ".0f", " ms"),
         ]
-        table.add_row(*row, *([memory] if device == "cuda" else []))
+        if device == "cuda":
+            row.append(memory)
+        if gateway is not None:
+            reach = gateway.models.get(m.service)
+            row.append(reach.health if reach else "-")
+        table.add_row(*row)
     # Piped, rich would fold the table into 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     for name, service in status.services.items():
         console.print(f"{name}: {service['state']}, health {service['health'] or '-'}")
+    for line in gateway_lines(gateway):
+        # One line each, however long: soft_wrap stops rich folding it at the width.
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     windows = {
         m.tokens_per_s_source: m.tokens_per_s_window_s
         for m in status.models
@@ -302,3 +325,19 @@ def print_table(status: StackStatus, device: str) -> None:
     }
     for source, window in windows.items():
         console.print(f"gen tok/s: from {source} over {window:.0f} s")
+
+
+def gateway_lines(gateway: GatewayHealth | None) -> list[str]:
+    """Below the table: why the gateway column is empty, or each model it cannot reach and
+    LiteLLM's error."""
+    if gateway is None:
+        return []
+    if gateway.problem is not None:
+        return [f"gateway: per-model health unknown: {gateway.problem}"]
+    lines = [
+        f"gateway: {service} {reach.health}" + (f": {reach.error}" if reach.error else "")
+        for service, reach in gateway.models.items()
+        if reach.health != gateway_health.HEALTHY
+    ]
+    took = f" (asked in {gateway.took_s:.1f} s)" if gateway.took_s is not None else ""
+    return lines or [f"gateway: reaches every model{took}"]

@@ -49,7 +49,13 @@ def test_every_model_is_routed_by_served_name_to_its_own_server() -> None:
     assert small["model"] == "hosted_vllm/Qwen/Qwen2.5-0.5B-Instruct"
     assert small["api_base"] == "http://small:8000/v1"
     assert entries["smol"]["litellm_params"]["api_base"] == "http://tiny:8000/v1"
-    assert entries["smol"]["model_info"] == {"id": "tiny"}
+    # The service name is the deployment id /health reports (arenastack/gateway_health.py); its
+    # probe of each model is one token, and bounded.
+    assert entries["smol"]["model_info"] == {
+        "id": "tiny",
+        "health_check_max_tokens": 1,
+        "health_check_timeout": gateway.HEALTH_CHECK_TIMEOUT_S,
+    }
     # Bounded failure: the manifest's timeout, and no retries that would stretch it.
     for entry in entries.values():
         params = entry["litellm_params"]

@@ -154,7 +154,8 @@ def test_monitoring_is_off_by_default_and_local_when_on(tmp_path: Path) -> None:
     assert opened["services"]["prometheus"]["ports"][0]["host_ip"] == "0.0.0.0"
 
 
-def test_debian_prometheus_is_built_on_the_base_image(tmp_path: Path) -> None:
+def test_debian_prometheus_is_built_on_the_base_image(tmp_path: Path, tiny_models: Path) -> None:
+    # The live manifest names the tiny models, which must exist for it to validate.
     manifest = with_monitoring(
         REPO / "tests/live/manifest.yaml", tmp_path, prometheus={"source": "debian"}
     )

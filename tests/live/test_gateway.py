@@ -2,12 +2,15 @@
 used the way an evaluation script would (the openai package, plain HTTP for the refusals).
 
 The fault test kills one model's engine, checks that requests to it fail fast while the others
-answer every request of a burst, and waits until that model is healthy again before it returns."""
+answer every request of a burst, that the gateway's /health and `render.py status` name it (and
+only it) as unreachable, and waits until that model is healthy again before it returns."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -19,6 +22,7 @@ from openai import APIError, AuthenticationError, OpenAI
 
 from arenastack import gateway
 from arenastack.services import GATEWAY_PORT, VLLM_PORT
+from tests.conftest import REPO
 from tests.live.conftest import LIVE, Stack
 from tests.live.test_stack import kill_engine, wait_until_restarted_and_healthy
 
@@ -138,9 +142,33 @@ def bases(endpoints: list[dict[str, Any]]) -> set[str]:
     return {endpoint["api_base"] for endpoint in endpoints}
 
 
+def status_gateway(stack: Stack) -> dict[str, Any]:
+    """The gateway part of `render.py status --json`, run as an operator would: without the key
+    in the shell (status asks from inside the gateway container, where the key is)."""
+    shell = {name: value for name, value in os.environ.items() if name != gateway.MASTER_KEY_ENV}
+    command = [sys.executable, str(REPO / "render.py"), "status", str(stack.manifest)]
+    result = subprocess.run(
+        [*command, "-o", str(stack.compose_file), "--json"],
+        capture_output=True,
+        text=True,
+        env=shell,
+        cwd=REPO,
+        timeout=300,  # a hang guard only: status bounds its own requests
+    )
+    assert result.returncode == 0, result.stderr
+    view: dict[str, Any] = json.loads(result.stdout)["gateway"]
+    assert view["problem"] is None, view
+    return view
+
+
+def reach(view: dict[str, Any]) -> dict[str, str]:
+    return {service: model["health"] for service, model in view["models"].items()}
+
+
 def test_a_killed_model_fails_fast_while_the_others_answer_every_request(stack: Stack) -> None:
     everyone = {f"http://{service}:{VLLM_PORT}/v1" for service in DISPLAY}
     assert bases(health(stack)["healthy_endpoints"]) == everyone
+    assert reach(status_gateway(stack)) == dict.fromkeys(DISPLAY, "healthy")
 
     restarts = stack.inspect("tiny-b")["RestartCount"]
     kill_engine(stack, "tiny-b")
@@ -183,6 +211,11 @@ def test_a_killed_model_fails_fast_while_the_others_answer_every_request(stack: 
         down = health(stack)
         assert bases(down["unhealthy_endpoints"]) == {"http://tiny-b:8000/v1"}
         assert bases(down["healthy_endpoints"]) == everyone - {"http://tiny-b:8000/v1"}
+        # And so does `status`, with LiteLLM's reason on one line.
+        seen = status_gateway(stack)
+        assert reach(seen) == {"tiny-a": "healthy", "tiny-b": "unhealthy", "tiny-q": "healthy"}
+        reason = seen["models"]["tiny-b"]["error"]
+        assert reason and "\n" not in reason and "stack trace" not in reason, reason
     finally:
         others.join()
         recovered_s = wait_until_restarted_and_healthy(stack, "tiny-b", restarts)
@@ -208,3 +241,5 @@ def test_a_killed_model_fails_fast_while_the_others_answer_every_request(stack: 
     stack.report.figures["gateway_killed_model_failed_after_s"] = round(failed_after[0], 2)
     stack.report.figures["gateway_killed_model_error"] = messages[0][:300]
     stack.report.figures["gateway_tiny_b_crash_to_healthy_s"] = round(recovered_s, 1)
+    stack.report.figures["status_gateway_asked_in_s"] = seen["took_s"]
+    stack.report.figures["status_gateway_tiny_b_error"] = reason
