@@ -17,8 +17,7 @@ from openai import OpenAI
 
 from arenastack.services import VLLM_PORT
 from tests.conftest import REPO
-from tests.images import BASE_IMAGE
-from tests.live.conftest import LIVE, Report, Stack, free_port
+from tests.live.conftest import LIVE, MANIFEST, Report, Stack, free_port
 
 pytestmark = pytest.mark.live
 
@@ -95,7 +94,9 @@ def small_manifest(project: str, **model: object) -> dict[str, object]:
     return {
         "device": "cpu",
         "project": project,
-        "images": {"vllm": {"base_image": BASE_IMAGE}, "fastchat": {"base_image": BASE_IMAGE}},
+        # The live stack's images, tags included: `up` must find them built, not build its own
+        # (a FastChat image built inside `up` took longer than the test waits).
+        "images": yaml.safe_load(MANIFEST.read_text())["images"],
         "webui": {"port": free_port(), "mode": "single"},
         "defaults": {"cpu_kvcache_space": 1, "max_model_len": 1024},
         "models": {"solo": {"model": "../../models/tiny-llama-a", "port": free_port(), **model}},
