@@ -302,6 +302,11 @@ def _watch(
             return None
         code = starter.poll()
         if code not in (None, 0):
+            # Compose gives up the moment a container turns unhealthy, which can fall between
+            # the look above and this poll: a fresh look names the service, not Compose.
+            failure = watch.failure(stack_state.look(docker, project), logs)
+            if failure is not None:
+                return failure
             compose_output.seek(0)
             text = compose_output.read().splitlines()[-LOG_LINES:]
             return Failure("docker compose up", f"exited with status {code}", text, None)

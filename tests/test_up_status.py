@@ -172,6 +172,42 @@ def test_watch_fails_at_a_known_cause_at_once_and_otherwise_after_restarts() -> 
     assert failure is not None and failure.service == "fetch-models"
 
 
+def test_a_container_that_turns_unhealthy_as_compose_gives_up_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compose exits the moment solo turns unhealthy; that can fall between the view's look
+    (solo still starting) and its poll of Compose. The failure names solo, not Compose."""
+    watch = live_view.Watch([model("solo", 0)], [], max_restarts=2, started=0.0)
+    looks = iter(
+        [
+            {"solo": container("solo")},
+            {"solo": container("solo", health="unhealthy")},
+        ]
+    )
+    monkeypatch.setattr(stack_state, "look", lambda docker, project: next(looks))
+    monkeypatch.setattr(stack_state, "logs", lambda docker, c, n: ["error: unrecognized arguments"])
+
+    class ComposeGaveUp:
+        def poll(self) -> int:
+            return 1
+
+    class Silent:
+        def show(self, watch: object, clock: float) -> None:
+            pass
+
+    failure = live_view._watch(
+        None,  # type: ignore[arg-type]
+        "p",
+        watch,
+        ComposeGaveUp(),  # type: ignore[arg-type]
+        None,
+        60.0,
+        Silent(),  # type: ignore[arg-type]
+    )
+    assert failure is not None and failure.service == "solo"
+    assert failure.reason == "its healthcheck failed"
+
+
 def test_inspect_record_and_project_name() -> None:
     raw = {
         "Id": "abc",
