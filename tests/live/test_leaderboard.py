@@ -138,7 +138,12 @@ def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, in
     event stream at Unicode line separators inside a reply and then fails to parse it. Such a
     battle casts no vote (the vote is the last call), so it is fought again in a new session;
     the vote itself is never retried, so no vote can be counted twice. Returns the names, the
-    outcome and the number of battles fought again."""
+    outcome and the number of battles fought again.
+
+    Once, with a second live run and a CPU burner beside this one (load average 47), every
+    first battle of the ten clients failed at `bot_response_multi` with gradio's AppError for
+    8 s, before FastChat's handler ran, and five immediate retries used up that window. The
+    retries now back off (1, 2, 4, 8 s) as a script facing a transient server error would."""
     client = clients.get()
     try:
         for retries in range(5):
@@ -150,6 +155,7 @@ def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, in
             except Exception:
                 if retries == 4:
                     raise
+                time.sleep(2**retries)
         outcome = OUTCOMES[index % len(OUTCOMES)]
         result = client.predict("", "", api_name=f"/{outcome}_last_response")
     finally:
@@ -232,6 +238,8 @@ def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, brow
         api_results = [future.result(timeout=600) for future in api_futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        # The UI's own log, tracebacks included (gradio hides them from its clients).
+        (ARTIFACTS / "webui.log").write_text(stack.logs("webui"))
     api_seconds = time.monotonic() - started
     api_battles = [(a, b, outcome) for a, b, outcome, _ in api_results]
     stack.report.figures["api_battles_fought_again"] = sum(r[3] for r in api_results)
