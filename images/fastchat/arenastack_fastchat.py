@@ -9,7 +9,8 @@ api_endpoints.json and gives them an empty system prompt, or the `system_prompt`
 carries (a key FastChat itself ignores), then runs FastChat's own entry point unchanged.
 With ARENASTACK_ARENA naming the experiment's arena.json, the page is the experiment's
 (arenastack_arena: texts, model descriptions, the live Leaderboard tab, nothing from other hosts).
-The vote buttons, once enabled after a reply, stay enabled (`steady_vote_buttons`):
+The vote buttons, once enabled after a reply, stay enabled (`steady_vote_buttons`), and the
+arena's API draws battles before any page was loaded (`battles_before_any_page_load`):
 
     python -m arenastack_fastchat gradio_web_server_multi --register-api-endpoint-file F [flags]
 """
@@ -94,6 +95,21 @@ def steady_vote_buttons() -> None:
     gradio_block_arena_named.flash_buttons = enable_buttons
 
 
+def battles_before_any_page_load() -> None:
+    """FastChat's arena draws each battle's pair from a module-level list that only a browser's
+    page load fills (`load_demo`). A script calling the arena's API before anyone opened the
+    page gets numpy's "a must be greater than 0" from `add_text`: the live load test lost its
+    first ten API battles that way while the browser's page was slow to load. The list is
+    filled when the tab is built, from the models it is built with."""
+    build = gradio_block_arena_anony.build_side_by_side_ui_anony
+
+    def build_with_models(models: list[str], *args: Any, **kwargs: Any) -> Any:
+        gradio_block_arena_anony.models = list(models)
+        return build(models, *args, **kwargs)
+
+    gradio_block_arena_anony.build_side_by_side_ui_anony = build_with_models
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in UIS:
         raise SystemExit(
@@ -104,6 +120,7 @@ def main(argv: list[str]) -> None:
         endpoints = json.load(stream)
     install({name: entry.get("system_prompt") or "" for name, entry in endpoints.items()})
     steady_vote_buttons()
+    battles_before_any_page_load()
     arena = arenastack_arena.load_arena()
     if arena is not None:
         arenastack_arena.install(arena)
