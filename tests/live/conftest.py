@@ -42,6 +42,13 @@ LIVE = Path(__file__).resolve().parent
 MANIFEST = LIVE / "manifest.yaml"
 SWAP_MANIFEST = LIVE / "manifest-swap.yaml"
 ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+def artifact(name: str) -> Path:
+    """A path under tests/artifacts/, which a fresh clone does not have yet."""
+    path = ARTIFACTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 UP_TIMEOUT_S = 900
 
 
@@ -123,11 +130,10 @@ class Report:
     figures: dict[str, Any] = field(default_factory=dict)
 
     def write(self) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "live-report.json").write_text(json.dumps(self.figures, indent=2) + "\n")
+        artifact("live-report.json").write_text(json.dumps(self.figures, indent=2) + "\n")
         lines = ["# Live stack report", "", "| figure | value |", "|---|---|"]
         lines += [f"| {key} | {json.dumps(value)} |" for key, value in self.figures.items()]
-        (ARTIFACTS / "live-report.md").write_text("\n".join(lines) + "\n")
+        artifact("live-report.md").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from arenastack.services import WEBUI_PORT
 from arenastack.votelog import read_folder
 from tests.conftest import REPO
 from tests.live import vote_buttons
-from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, Stack
+from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, Stack, artifact
 
 pytestmark = pytest.mark.live
 
@@ -233,7 +233,7 @@ def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, brow
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         # The UI's own log, tracebacks included (gradio hides them from its clients).
-        (ARTIFACTS / "webui.log").write_text(stack.logs("webui"))
+        artifact("webui.log").write_text(stack.logs("webui"))
     api_seconds = time.monotonic() - started
     api_battles = [(a, b, outcome) for a, b, outcome, _ in api_results]
     stack.report.figures["api_battles_fought_again"] = sum(r[3] for r in api_results)
@@ -334,7 +334,7 @@ def test_live_votes_rate_as_fastchat_rates_them(stack: Stack) -> None:
         {"tstamp": b.tstamp, "model_a": b.model_a, "model_b": b.model_b, "winner": b.winner}
         for b in anonymous
     ]
-    path = ARTIFACTS / "live-battles.json"
+    path = artifact("live-battles.json")
     path.write_text(json.dumps(battles))
     worst = assert_equal_ratings(reference(str(path)))
     stack.report.figures["ratings_vs_fastchat_max_difference_live"] = round(worst, 4)
