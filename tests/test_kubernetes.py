@@ -80,6 +80,33 @@ def test_render_matches_golden(golden: Case) -> None:
     )
 
 
+def test_regenerate_check_passes_now_and_shows_stale_missing_and_left_over_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests import k8s_cases, regenerate_k8s_goldens
+
+    assert regenerate_k8s_goldens.main(["--check"]) == 0
+    seed = next(c for c in CASES if c.name == "seed-hami")
+    stale = tmp_path / seed.name
+    stale.mkdir()
+    for path in seed.expected.glob("*.yaml"):
+        (stale / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    service = (stale / "phi3-service.yaml").read_text(encoding="utf-8")
+    (stale / "phi3-service.yaml").write_text(service.replace("port: 8000", "port: 8001"))
+    (stale / "gemma-service.yaml").unlink()
+    (stale / "left-over.yaml").write_text("kind: ConfigMap\n")
+    before = {p.name: p.read_text() for p in stale.iterdir()}
+    monkeypatch.setattr(k8s_cases, "GOLDEN", tmp_path)
+    monkeypatch.setattr(regenerate_k8s_goldens, "CASES", [seed])
+
+    assert regenerate_k8s_goldens.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "-    port: 8001" in out and "+    port: 8000" in out, out
+    assert "+++ seed-hami/gemma-service.yaml (rendered now)" in out, out
+    assert "-kind: ConfigMap" in out, out
+    assert {p.name: p.read_text() for p in stale.iterdir()} == before, "--check writes nothing"
+
+
 def test_goldens_hold_no_path_of_this_machine() -> None:
     for path in (FIXTURES / "golden-kubernetes").rglob("*.yaml"):
         text = path.read_text(encoding="utf-8")
