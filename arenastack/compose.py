@@ -39,6 +39,7 @@ HF_HOME = "/root/.cache/huggingface"
 PROMETHEUS_DEBIAN_TAG = "arenastack/prometheus:bookworm"
 LOGDIR = "/logs"
 ENDPOINTS_FILE = "/etc/arenastack/api_endpoints.json"
+FETCH_MODELS_SCRIPT = "/etc/arenastack/fetch_models.py"
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,9 @@ def _model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, 
 def _fetch_models(stack: Stack) -> dict[str, Any]:
     hub_models = list(dict.fromkeys(m.model for m in stack.models if m.local_path is None))
     return {
-        "command": ["python3", "/etc/arenastack/fetch_models.py", *hub_models],
+        "command": ["python3", FETCH_MODELS_SCRIPT, *hub_models],
         "environment": _hub_environment(stack.manifest.device == "cuda"),
+        "script_path": FETCH_MODELS_SCRIPT,
         **_hf_cache(stack),
     }
 
@@ -254,6 +256,8 @@ def _webui(stack: Stack) -> dict[str, Any]:
             "ARENASTACK_ARENA_DIGEST": _arena_digest(stack),
         },
         "logs_dir": LOGDIR,
+        "endpoints_file": ENDPOINTS_FILE,
+        "arena_file": arena.ARENA_FILE,
         **_published(webui.bind_address or manifest.bind_address, webui.port, WEBUI_PORT),
         "models": [m.service for m in stack.models],
     }

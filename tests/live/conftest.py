@@ -42,6 +42,7 @@ LIVE = Path(__file__).resolve().parent
 MANIFEST = LIVE / "manifest.yaml"
 SWAP_MANIFEST = LIVE / "manifest-swap.yaml"
 ARTIFACTS = REPO / "tests" / "artifacts"
+UP_TIMEOUT_S = 900
 
 
 def artifact(name: str) -> Path:
@@ -49,7 +50,6 @@ def artifact(name: str) -> Path:
     path = ARTIFACTS / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-UP_TIMEOUT_S = 900
 
 
 class LiveTestsSkipped(UserWarning):
