@@ -89,8 +89,23 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "grafana": monitoring_files.get("grafana") if grafana_on else None,
         },
     )
+    for service in services.values():
+        _label_config_digest(service, document.get("configs", {}))
     name = {"name": document.pop("name")} if "name" in document else {}
     return {**name, "services": services, **document}
+
+
+CONFIG_DIGEST_LABEL = "arenastack.config-digest"
+
+
+def _label_config_digest(service: dict[str, Any], configs: dict[str, Any]) -> None:
+    """Compose recreates a container when its service changed, but not when only the content of
+    an inline config it mounts did (its service hash leaves content out): a digest of that content
+    in a label makes a new arena.json, gateway or Prometheus config reach the running stack."""
+    contents = [configs[mount["source"]]["content"] for mount in service.get("configs", [])]
+    if contents:
+        digest = hashlib.sha256(json.dumps(contents).encode()).hexdigest()[:16]
+        service["labels"] = {CONFIG_DIGEST_LABEL: digest}
 
 
 # --- start order ---------------------------------------------------------------------------
@@ -253,7 +268,6 @@ def _webui(stack: Stack) -> dict[str, Any]:
         "environment": {
             "LOGDIR": arena.logs_folder(manifest),
             "ARENASTACK_ARENA": arena.ARENA_FILE,
-            "ARENASTACK_ARENA_DIGEST": _arena_digest(stack),
         },
         "logs_dir": LOGDIR,
         "endpoints_file": ENDPOINTS_FILE,
@@ -298,17 +312,9 @@ def _leaderboard(stack: Stack) -> dict[str, Any]:
     """Rates the experiment's votes apart from the UI and leaves the result on the volume."""
     return {
         "command": ["python3", "-m", "arenastack.leaderboard_service", "--arena", arena.ARENA_FILE],
-        "environment": {"ARENASTACK_ARENA_DIGEST": _arena_digest(stack)},
         "logs_dir": LOGDIR,
         "arena_file": arena.ARENA_FILE,
     }
-
-
-def _arena_digest(stack: Stack) -> str:
-    """Compose does not recreate a container when only an inline config's content changed: the
-    digest in its environment makes a new arena.json (another experiment, title, ...) do so."""
-    text = arena.render(stack.manifest, stack.models)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --- monitoring (opt-in) -------------------------------------------------------------------

@@ -4,6 +4,7 @@ real Docker Compose binary's opinion of every rendered file."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from itertools import pairwise
@@ -280,3 +281,48 @@ def test_regenerate_check_passes_now_and_shows_a_stale_golden(
     out = capsys.readouterr().out
     assert "-    - '0.18'" in out and "+    - '0.17'" in out, out
     assert (tmp_path / "seed.yaml").read_text(encoding="utf-8") == stale, "--check writes nothing"
+
+
+def compose_hashes(manifest: dict[str, Any], tmp_path: Path, name: str) -> dict[str, str]:
+    """Compose's own service hashes: what `docker compose up` compares to decide whether a
+    running container is recreated."""
+    from arenastack.pipeline import compose_text
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    file = tmp_path / f"{name}-compose.yml"
+    file.write_text(compose_text(prepare(path, None), file), encoding="utf-8")
+    result = subprocess.run(
+        [str(COMPOSE), "-f", str(file), "config", "--hash", "*"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "GRAFANA_ADMIN_PASSWORD": "not-a-secret"},
+    )  # fmt: skip
+    return dict(line.split() for line in result.stdout.splitlines())
+
+
+def test_a_changed_config_recreates_exactly_the_services_that_mount_it(tmp_path: Path) -> None:
+    """Compose leaves inline config content out of its service hash (a container would keep a
+    stale arena.json or gateway config): the config-digest label puts it back in."""
+    base = yaml.safe_load(case("gateway").manifest.read_text(encoding="utf-8"))
+    base["gateway"]["keys_file"] = str(FIXTURES / "gateway/keys.yaml")
+    base["monitoring"] = {"enabled": True}
+    base["experiment"] = "one-experiment"  # else each file's stem names its own experiment
+    timeout = yaml.safe_load(yaml.safe_dump(base))
+    timeout["gateway"]["request_timeout"] += 1
+    renamed = yaml.safe_load(yaml.safe_dump(base))
+    renamed["models"]["small"]["display_name"] = "Qwen half a B"
+
+    before = compose_hashes(base, tmp_path, "base")
+    assert compose_hashes(base, tmp_path, "again") == before
+
+    def changed(manifest: dict[str, Any], name: str) -> set[str]:
+        after = compose_hashes(manifest, tmp_path, name)
+        assert after.keys() == before.keys()
+        return {service for service in before if after[service] != before[service]}
+
+    assert changed(timeout, "timeout") == {"gateway"}
+    # The display name is in the UI's endpoints, the arena file, the gateway's aliases and
+    # Prometheus's target labels; the model servers themselves are unchanged.
+    assert changed(renamed, "renamed") == {
+        "webui", "leaderboard", "gateway", "prometheus", "grafana",
+    }  # fmt: skip
