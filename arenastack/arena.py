@@ -69,5 +69,19 @@ def document(manifest: Manifest, models: list[Model]) -> dict[str, Any]:
     }
 
 
+def leaderboard_ready_command() -> list[str]:
+    """Succeeds once the leaderboard service wrote its first result (an empty table when there
+    are no votes yet)."""
+    check = (
+        "import json, os, sys; a = json.load(open(sys.argv[1])); "
+        "sys.exit(not os.path.exists(a['result'] + '/leaderboard.json'))"
+    )
+    return ["python3", "-c", check, ARENA_FILE]
+
+
+def leaderboard_command() -> list[str]:
+    return ["python3", "-m", "arenastack.leaderboard_service", "--arena", ARENA_FILE]
+
+
 def render(manifest: Manifest, models: list[Model]) -> str:
     return json.dumps(document(manifest, models), indent=2, ensure_ascii=False) + "\n"

@@ -311,7 +311,8 @@ def _gateway_configs(stack: Stack) -> dict[str, str]:
 def _leaderboard(stack: Stack) -> dict[str, Any]:
     """Rates the experiment's votes apart from the UI and leaves the result on the volume."""
     return {
-        "command": ["python3", "-m", "arenastack.leaderboard_service", "--arena", arena.ARENA_FILE],
+        "command": arena.leaderboard_command(),
+        "ready_command": arena.leaderboard_ready_command(),
         "logs_dir": LOGDIR,
         "arena_file": arena.ARENA_FILE,
     }

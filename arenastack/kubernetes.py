@@ -43,6 +43,7 @@ from typing import Any
 import jinja2
 
 from arenastack import (
+    arena,
     checks,
     compose,
     endpoints,
@@ -393,8 +394,12 @@ def build(prepared: Prepared, sharing: str, source: str) -> dict[str, str]:
         "arenastack-scripts",
         {"fetch_models.py": fetch_models.source(), "k8s_pod.py": k8s_pod.source()},
     )
+    webui_files = _webui_files(cluster)
     resources["api-endpoints-configmap.yaml"] = _configmap(
-        "api-endpoints", {"api_endpoints.json": endpoints.render(cluster.models)}
+        "api-endpoints", {_file_name(ENDPOINTS_FILE): webui_files[_file_name(ENDPOINTS_FILE)]}
+    )
+    resources["arena-configmap.yaml"] = _configmap(
+        "arena", {_file_name(arena.ARENA_FILE): webui_files[_file_name(arena.ARENA_FILE)]}
     )
     resources["fetch-models-job.yaml"] = _fetch_job(cluster)
     for model, after in zip(cluster.models, compose.start_chains(cluster.models), strict=True):
@@ -534,6 +539,8 @@ def _controller(cluster: Cluster) -> dict[str, Any]:
             "probe_path": "/test_connection",
             "mounts": None,
             "volumes": None,
+            "annotations": None,
+            "leaderboard": None,
         },
     )
 
@@ -549,12 +556,27 @@ def _webui(cluster: Cluster) -> dict[str, Any]:
         "command": _unexpanded(["python3", f"{SCRIPTS_DIR}/k8s_pod.py", "wait", *wait]),
         "volumeMounts": [_scripts_mount()],
     }
+    logs = {"name": "arena-logs", "mountPath": compose.LOGDIR}
+    arena_mount = {
+        "name": "arena",
+        "mountPath": arena.ARENA_FILE,
+        "subPath": _file_name(arena.ARENA_FILE),
+        "readOnly": True,
+    }
+    board = arena.document(cluster.manifest, cluster.models)["leaderboard"]
+    leaderboard = None
+    if board["enabled"]:
+        leaderboard = {
+            "command": _unexpanded(arena.leaderboard_command()),
+            "mounts": [logs, arena_mount],
+        }
     return _fragment(
         "fastchat-deployment",
         {
             "name": "webui",
             "labels": _labels("webui", "webui"),
             "selector": _selector("webui"),
+            "annotations": {CONFIG_DIGEST: _digest(_webui_files(cluster))},
             "init_containers": [init],
             "image": cluster.fastchat_image,
             "command": _unexpanded(webui["command"]),
@@ -563,22 +585,33 @@ def _webui(cluster: Cluster) -> dict[str, Any]:
             "port": WEBUI_PORT,
             "probe_path": "/robots.txt",
             "mounts": [
-                {"name": "arena-logs", "mountPath": compose.LOGDIR},
+                logs,
                 {
                     "name": "api-endpoints",
                     "mountPath": ENDPOINTS_FILE,
-                    "subPath": "api_endpoints.json",
+                    "subPath": _file_name(ENDPOINTS_FILE),
                     "readOnly": True,
                 },
+                arena_mount,
                 _scripts_mount(),
             ],
             "volumes": [
                 {"name": "arena-logs", "persistentVolumeClaim": {"claimName": "arena-logs"}},
                 {"name": "api-endpoints", "configMap": {"name": "api-endpoints"}},
+                {"name": "arena", "configMap": {"name": "arena"}},
                 _scripts_volume(),
             ],
+            "leaderboard": leaderboard,
         },
     )
+
+
+def _webui_files(cluster: Cluster) -> dict[str, str]:
+    """The files the web UI reads once, at start: its model list and its experiment."""
+    return {
+        _file_name(ENDPOINTS_FILE): endpoints.render(cluster.models),
+        _file_name(arena.ARENA_FILE): arena.render(cluster.manifest, cluster.models),
+    }
 
 
 def _every_model_healthy(cluster: Cluster) -> list[str]:

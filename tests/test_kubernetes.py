@@ -20,9 +20,9 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from arenastack import cli, compose, endpoints, k8s_pod, kubernetes
+from arenastack import arena, cli, compose, endpoints, k8s_pod, kubernetes
 from arenastack.manifest import load_manifest
-from arenastack.pipeline import prepare
+from arenastack.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, Case, render
 from tests.test_checks import BAD, header
@@ -277,6 +277,43 @@ def test_endpoints_point_at_the_model_services() -> None:
     for entry in json.loads(data).values():
         host = entry["api_base"].removeprefix("http://").split(":")[0]
         assert host in services
+
+
+def test_the_leaderboard_rates_beside_the_ui_on_its_volume(tmp_path: Path) -> None:
+    """As on Compose: the leaderboard service reads the experiment's arena.json and the votes the
+    UI writes. A sidecar shares the UI's ReadWriteOnce claim; no probe, so it never takes the UI
+    out of its Service."""
+    cpu = REPO / "compose/cpu.yaml"
+    documents = resources("cpu")
+    on_compose = yaml.safe_load(compose_text(prepare(cpu), REPO / "docker-compose.yml"))
+    arena_json = documents["arena-configmap.yaml"]["data"]["arena.json"]
+    assert arena_json == on_compose["configs"]["arena"]["content"]
+    webui = documents["webui-deployment.yaml"]
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in webui["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    board = container(webui, "leaderboard")
+    assert board["command"] == on_compose["services"]["leaderboard"]["command"]
+    assert "readinessProbe" not in board and "livenessProbe" not in board
+    for name in ("webui", "leaderboard"):
+        mounts = {m["mountPath"]: m["name"] for m in container(webui, name)["volumeMounts"]}
+        assert claims[mounts[compose.LOGDIR]] == "arena-logs", name
+        assert mounts[arena.ARENA_FILE] == "arena", name
+    assert container(webui, "webui")["env"] == [
+        {"name": k, "value": v} for k, v in on_compose["services"]["webui"]["environment"].items()
+    ]
+
+    data = yaml.safe_load(cpu.read_text(encoding="utf-8"))
+    for off, settings in (("leaderboard-off", {"leaderboard": {"enabled": False}}),
+                          ("single-ui", {"webui": {"mode": "single"}})):  # fmt: skip
+        path = tmp_path / f"{off}.yaml"
+        path.write_text(yaml.safe_dump({**data, **settings}), encoding="utf-8")
+        prepared, sharing = kubernetes.prepare(path, None, None)
+        pod = parsed(kubernetes.build(prepared, sharing, path.name))["webui-deployment.yaml"]
+        names = [c["name"] for c in pod["spec"]["template"]["spec"]["containers"]]
+        assert names == ["webui"], off
 
 
 def test_hostile_strings_reach_the_resources_verbatim(tmp_path: Path) -> None:

@@ -74,6 +74,8 @@ def test_generated_files_are_the_compose_targets() -> None:
     assert data("grafana-datasources") == {"arenastack.yaml": configs["grafana_datasources"]}
     assert data("grafana-dashboard-providers") == {"arenastack.yaml": configs["grafana_providers"]}
     assert data("grafana-dashboards") == {"arenastack.json": configs["grafana_dashboard"]}
+    assert data("api-endpoints") == {"api_endpoints.json": configs["api_endpoints"]}
+    assert data("arena") == {"arena.json": configs["arena"]}
     # Grafana's own variable reaches it untouched: ConfigMap data is never expanded.
     assert "$__rate_interval" in data("grafana-dashboards")["arenastack.json"]
 
@@ -259,7 +261,7 @@ def test_config_digest_follows_the_generated_files(tmp_path: Path) -> None:
             name: d["spec"]["template"]["metadata"]["annotations"][kubernetes.CONFIG_DIGEST]
             for name, d in parsed(files).items()
             if name in ("gateway-deployment.yaml", "prometheus-deployment.yaml",
-                        "grafana-deployment.yaml")
+                        "grafana-deployment.yaml", "webui-deployment.yaml")
         }  # fmt: skip
 
     before = digests(render(CASE))
@@ -270,7 +272,7 @@ def test_config_digest_follows_the_generated_files(tmp_path: Path) -> None:
     renamed = tmp_path / "renamed.yaml"
     renamed.write_text(yaml.safe_dump(data), encoding="utf-8")
     after = digests(build(renamed))
-    assert len(before) == 3
+    assert len(before) == 4
     assert all(after[name] != before[name] for name in before), "each file set names the model"
 
 
