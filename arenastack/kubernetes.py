@@ -49,7 +49,6 @@ from arenastack import (
     endpoints,
     fetch_models,
     gateway,
-    inventory,
     k8s_pod,
     monitoring,
     pipeline,
@@ -325,20 +324,7 @@ class Cluster:
 def compose_stack(prepared: Prepared) -> compose.Stack:
     """The compose module's view of the plan, whose image tags and commands this target uses
     (paths in it are never written here)."""
-    manifest = prepared.manifest
-    arch_list = manifest.images.vllm.cuda_arch_list
-    if manifest.device == "cpu":
-        arch_list = ""
-    elif arch_list == "auto":
-        arch_list = inventory.cuda_arch_list(prepared.gpus)
-    return compose.Stack(
-        manifest=manifest,
-        models=prepared.plan.models,
-        dialect=prepared.dialect,
-        cuda_arch_list=arch_list,
-        output_dir=REPO,
-        manifest_dir=REPO,
-    )
+    return pipeline.compose_stack(prepared, output_dir=REPO, manifest_dir=REPO)
 
 
 def images(prepared: Prepared) -> tuple[str, str]:

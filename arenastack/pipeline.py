@@ -81,21 +81,28 @@ def prepare(
     return Prepared(manifest, manifest_path, gpus, dialect, plan, warnings)
 
 
-def compose_text(prepared: Prepared, output: Path) -> str:
+def compose_stack(prepared: Prepared, output_dir: Path, manifest_dir: Path) -> compose.Stack:
+    """What the compose module builds from, once the plan is settled; paths are written
+    relative to `output_dir`."""
     manifest = prepared.manifest
     arch_list = manifest.images.vllm.cuda_arch_list
     if manifest.device == "cpu":
         arch_list = ""
     elif arch_list == "auto":
         arch_list = inventory.cuda_arch_list(prepared.gpus)
-    stack = compose.Stack(
+    return compose.Stack(
         manifest=manifest,
         models=prepared.plan.models,
         dialect=prepared.dialect,
         cuda_arch_list=arch_list,
-        output_dir=output.resolve().parent,
-        manifest_dir=prepared.manifest_path.resolve().parent,
+        output_dir=output_dir,
+        manifest_dir=manifest_dir,
     )
+
+
+def compose_text(prepared: Prepared, output: Path) -> str:
+    manifest_dir = prepared.manifest_path.resolve().parent
+    stack = compose_stack(prepared, output.resolve().parent, manifest_dir)
     document = compose.build_document(stack)
     compose.validate(document)
     # Relative to the compose file, so the same render in another checkout is the same file.

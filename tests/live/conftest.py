@@ -42,6 +42,7 @@ LIVE = Path(__file__).resolve().parent
 MANIFEST = LIVE / "manifest.yaml"
 SWAP_MANIFEST = LIVE / "manifest-swap.yaml"
 ARTIFACTS = REPO / "tests" / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
 UP_TIMEOUT_S = 900
 
 
@@ -303,3 +304,21 @@ def stack(request: pytest.FixtureRequest, live_manifest: Path, report: Report) -
     except OSError as error:
         report.figures["webui_status_right_after_up"] = str(error)
     return stack
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """One Chromium for the session's browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    # Screenshots of an earlier run must not pass for this one's.
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()

@@ -30,7 +30,7 @@ from arenastack.services import WEBUI_PORT
 from arenastack.votelog import read_folder
 from tests.conftest import REPO
 from tests.live import vote_buttons
-from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, Stack, artifact
+from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, SCREENSHOTS, Stack, artifact
 
 pytestmark = pytest.mark.live
 
@@ -45,7 +45,6 @@ API_CONCURRENCY = 10
 SHOWS_WITHIN_S = 60
 OUTCOMES = ["leftvote", "rightvote", "tievote", "bothbad_vote"]
 BUTTONS = {"leftvote": "👈  A is better", "rightvote": "👉  B is better", "tievote": "🤝  Tie"}
-SCREENSHOTS = ARTIFACTS / "screenshots"
 
 # What the tests of this file learn from each other (they run in order on one stack).
 CAST: dict[str, Any] = {}
@@ -199,19 +198,6 @@ def tab_rows(page: Any) -> list[list[str]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.arena_load
 def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
     url = stack.url("webui", WEBUI_PORT)
@@ -265,7 +251,6 @@ def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, brow
             break
         page.wait_for_timeout(1000)
     stack.report.figures["last_vote_to_leaderboard_tab_s"] = round(time.monotonic() - last_vote, 1)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "leaderboard-tab.png", full_page=True)
     assert shown == dict(expected)
     expect(page.locator("#arenastack_leaderboard_plot img")).to_be_visible()

@@ -17,7 +17,7 @@ from python_on_whales import DockerException
 from arenastack.pipeline import prepare
 from arenastack.services import VLLM_PORT, WEBUI_PORT
 from tests.live import vote_buttons
-from tests.live.conftest import ARTIFACTS, RUN, SWAP_MANIFEST, Stack
+from tests.live.conftest import RUN, SCREENSHOTS, SWAP_MANIFEST, Stack
 
 pytestmark = pytest.mark.live
 
@@ -87,26 +87,9 @@ def test_kv_cache_size_agrees_with_the_planner(stack: Stack, service: str) -> No
 
 # --- the browser ---------------------------------------------------------------------------
 
-SCREENSHOTS = ARTIFACTS / "screenshots"
 # A bound on two replies of up to 1,024 tokens from CPU servers on a loaded 2-core machine; the
 # tests wait on the page's state and return as soon as it is reached.
 GENERATION_TIMEOUT_MS = 300_000
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    # Screenshots of an earlier run must not pass for this one's.
-    for old in SCREENSHOTS.glob("*.png"):
-        old.unlink()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
 
 
 def open_ui(stack: Stack, browser):  # type: ignore[no-untyped-def]
@@ -116,7 +99,6 @@ def open_ui(stack: Stack, browser):  # type: ignore[no-untyped-def]
     # The tabs become clickable once the page's start-up call (the model list) has returned.
     page.get_by_role("tab", name="Direct Chat").and_(page.locator(":enabled")).wait_for()
     settle(page)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return page
 
 
