@@ -9,6 +9,7 @@ through `build_stale_images`, so neither rebuilds what the other built.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -47,24 +48,26 @@ def build_stale_images(compose_file: Path, tags: Collection[str] | None = None) 
     """Builds (with `docker compose build`) every image of the compose file, or those of `tags`,
     that is missing or whose recipe changed; returns the tags it built."""
     docker = DockerClient(compose_files=[compose_file])
-    built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
     wanted = recipes(compose_file)
     if tags is not None:
         unknown = set(tags) - set(wanted)
         assert not unknown, f"{compose_file} builds none of {sorted(unknown)}"
         wanted = {tag: wanted[tag] for tag in tags}
-    stale = {
-        tag: recipe
-        for tag, recipe in wanted.items()
-        if built.get(tag) != recipe[1] or not docker.image.exists(tag)
-    }
-    if stale:
-        docker.compose.build(services=[service for service, _ in stale.values()])
-        # Read again: another run may have recorded its own builds meanwhile.
+    BUILT.parent.mkdir(parents=True, exist_ok=True)
+    with BUILT.with_suffix(".lock").open("w") as lock:
+        # Another run on this host building the same images: wait for it, then look again,
+        # rather than build them twice at once (twice the time, and twice the disk).
+        fcntl.flock(lock, fcntl.LOCK_EX)
         built = json.loads(BUILT.read_text()) if BUILT.exists() else {}
-        BUILT.parent.mkdir(parents=True, exist_ok=True)
-        built |= {tag: digest for tag, (_, digest) in stale.items()}
-        BUILT.write_text(json.dumps(built, indent=2) + "\n")
+        stale = {
+            tag: recipe
+            for tag, recipe in wanted.items()
+            if built.get(tag) != recipe[1] or not docker.image.exists(tag)
+        }
+        if stale:
+            docker.compose.build(services=[service for service, _ in stale.values()])
+            built |= {tag: digest for tag, (_, digest) in stale.items()}
+            BUILT.write_text(json.dumps(built, indent=2) + "\n")
     return sorted(stale)
 
 
