@@ -43,6 +43,8 @@ API_CONCURRENCY = 10
 # The tab reloads every refresh_seconds (10) and the service looks twice as often: a vote must
 # show within a minute.
 SHOWS_WITHIN_S = 60
+# A bound on one request to the loaded UI (replies of 16 tokens behind nine other battles).
+REPLY_TIMEOUT_S = 300
 OUTCOMES = ["leftvote", "rightvote", "tievote", "bothbad_vote"]
 BUTTONS = {"leftvote": "👈  A is better", "rightvote": "👉  B is better", "tievote": "🤝  Tie"}
 
@@ -115,19 +117,12 @@ def revealed(names: list[str]) -> tuple[str, str]:
 
 
 def connect(url: str) -> Any:
-    """A gradio_client for the UI. The clients are made one at a time before the battles start:
-    made from ten threads at once, fetching the UI's API description hit httpx's read timeout on
-    a loaded machine and lost that battle's vote. Making one has no side effect, so a timed-out
-    attempt is made again."""
+    """A gradio_client for the UI. Its requests wait for a loaded UI as long as the replies may
+    take: gradio_client's httpx calls otherwise give up after httpx's default 5 s, and a vote
+    whose POST timed out on the client may still have been counted by the server."""
     from gradio_client import Client
 
-    for attempt in range(5):
-        try:
-            return Client(url, verbose=False)
-        except Exception:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+    return Client(url, verbose=False, httpx_kwargs={"timeout": REPLY_TIMEOUT_S})
 
 
 def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, int]:
