@@ -152,6 +152,18 @@ def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, in
     return a, b, outcome, retries
 
 
+def ask_for_short_replies(page: Any) -> None:
+    """The visible tab's "Max output tokens" at its least, 16, as the API battles ask. At the
+    default 1,024 the two replies, queued behind fifty API battles, took more than five minutes
+    on a loaded machine: the work is made smaller rather than waited for longer."""
+    page.get_by_text("Parameters", exact=True).locator("visible=true").first.click()
+    tokens = page.get_by_label("number input for Max output tokens").locator("visible=true")
+    tokens.fill("16")
+    tokens.press("Enter")
+    slider = page.get_by_label("range slider for Max output tokens").locator("visible=true")
+    expect(slider).to_have_value("16")
+
+
 def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) -> tuple[str, str]:
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.on("request", lambda request: requests.append(request.url))
@@ -159,6 +171,7 @@ def browser_battle(browser: Any, url: str, outcome: str, requests: list[str]) ->
     page.goto(url)
     page.get_by_role("tab", name="Direct Chat").and_(page.locator(":enabled")).wait_for()
     expect(page.locator(".wrap.default:not(.hide)")).to_have_count(0, timeout=180_000)
+    ask_for_short_replies(page)
     vote_buttons.watch(page)
     box = page.get_by_placeholder("👉 Enter your prompt and press ENTER").locator("visible=true")
     box.fill(f"Browser vote: {outcome}")
