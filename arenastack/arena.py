@@ -59,7 +59,7 @@ def document(manifest: Manifest, models: list[Model]) -> dict[str, Any]:
         "logs": logs_folder(manifest),
         "result": f"{logs_folder(manifest)}/{RESULT_FOLDER}",
         "leaderboard": {
-            "enabled": board.enabled and manifest.webui.mode == "multi",
+            "enabled": leaderboard_enabled(manifest),
             "bothbad": board.bothbad,
             "include_named": board.include_named,
             "identity_filter": board.identity_filter,
@@ -67,6 +67,11 @@ def document(manifest: Manifest, models: list[Model]) -> dict[str, Any]:
             "refresh_seconds": board.refresh_seconds,
         },
     }
+
+
+def leaderboard_enabled(manifest: Manifest) -> bool:
+    """The leaderboard service runs, and its tab shows, only in the arena UI (mode 'multi')."""
+    return manifest.leaderboard.enabled and manifest.webui.mode == "multi"
 
 
 def leaderboard_ready_command() -> list[str]:

@@ -68,7 +68,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
     grafana_on = prometheus_on and manifest.monitoring.grafana.enabled
     if gateway_on:
         services["gateway"] = _fragment("gateway", _gateway(stack))
-    if arena.document(manifest, stack.models)["leaderboard"]["enabled"]:
+    if arena.leaderboard_enabled(manifest):
         services["leaderboard"] = _fragment("leaderboard", _leaderboard(stack), image=fastchat)
     if prometheus_on:
         services["prometheus"] = _fragment("prometheus", _prometheus(stack))

@@ -380,20 +380,18 @@ def build(prepared: Prepared, sharing: str, source: str) -> dict[str, str]:
         "arenastack-scripts",
         {"fetch_models.py": fetch_models.source(), "k8s_pod.py": k8s_pod.source()},
     )
-    webui_files = _webui_files(cluster)
-    resources["api-endpoints-configmap.yaml"] = _configmap(
-        "api-endpoints", {_file_name(ENDPOINTS_FILE): webui_files[_file_name(ENDPOINTS_FILE)]}
-    )
-    resources["arena-configmap.yaml"] = _configmap(
-        "arena", {_file_name(arena.ARENA_FILE): webui_files[_file_name(arena.ARENA_FILE)]}
-    )
+    endpoints_file = {_file_name(ENDPOINTS_FILE): endpoints.render(cluster.models)}
+    arena_file = {_file_name(arena.ARENA_FILE): arena.render(cluster.manifest, cluster.models)}
+    resources["api-endpoints-configmap.yaml"] = _configmap("api-endpoints", endpoints_file)
+    resources["arena-configmap.yaml"] = _configmap("arena", arena_file)
     resources["fetch-models-job.yaml"] = _fetch_job(cluster)
     for model, after in zip(cluster.models, compose.start_chains(cluster.models), strict=True):
         resources[f"{model.service}-deployment.yaml"] = _model(cluster, model, after)
         resources[f"{model.service}-service.yaml"] = _service(model.service, "model", VLLM_PORT)
     resources["controller-deployment.yaml"] = _controller(cluster)
     resources["controller-service.yaml"] = _service("controller", "controller", CONTROLLER_PORT)
-    resources["webui-deployment.yaml"] = _webui(cluster)
+    # The UI reads both files once, at start: their digest rolls its pod when either changes.
+    resources["webui-deployment.yaml"] = _webui(cluster, _digest(endpoints_file | arena_file))
     resources["webui-service.yaml"] = _service("webui", "webui", WEBUI_PORT)
     if prepared.manifest.gateway.enabled:
         resources |= _gateway(cluster)
@@ -531,7 +529,7 @@ def _controller(cluster: Cluster) -> dict[str, Any]:
     )
 
 
-def _webui(cluster: Cluster) -> dict[str, Any]:
+def _webui(cluster: Cluster, files_digest: str) -> dict[str, Any]:
     webui = compose._webui(compose_stack(cluster.prepared))
     wait = ["--healthy", f"http://controller:{CONTROLLER_PORT}/test_connection"]
     wait += _every_model_healthy(cluster)
@@ -549,9 +547,8 @@ def _webui(cluster: Cluster) -> dict[str, Any]:
         "subPath": _file_name(arena.ARENA_FILE),
         "readOnly": True,
     }
-    board = arena.document(cluster.manifest, cluster.models)["leaderboard"]
     leaderboard = None
-    if board["enabled"]:
+    if arena.leaderboard_enabled(cluster.manifest):
         leaderboard = {
             "command": _unexpanded(arena.leaderboard_command()),
             "mounts": [logs, arena_mount],
@@ -562,7 +559,7 @@ def _webui(cluster: Cluster) -> dict[str, Any]:
             "name": "webui",
             "labels": _labels("webui", "webui"),
             "selector": _selector("webui"),
-            "annotations": {CONFIG_DIGEST: _digest(_webui_files(cluster))},
+            "annotations": {CONFIG_DIGEST: files_digest},
             "init_containers": [init],
             "image": cluster.fastchat_image,
             "command": _unexpanded(webui["command"]),
@@ -590,14 +587,6 @@ def _webui(cluster: Cluster) -> dict[str, Any]:
             "leaderboard": leaderboard,
         },
     )
-
-
-def _webui_files(cluster: Cluster) -> dict[str, str]:
-    """The files the web UI reads once, at start: its model list and its experiment."""
-    return {
-        _file_name(ENDPOINTS_FILE): endpoints.render(cluster.models),
-        _file_name(arena.ARENA_FILE): arena.render(cluster.manifest, cluster.models),
-    }
 
 
 def _every_model_healthy(cluster: Cluster) -> list[str]:
