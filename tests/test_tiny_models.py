@@ -44,3 +44,29 @@ def test_each_model_is_a_loadable_hugging_face_model(tiny_models: Path) -> None:
         template = json.loads((folder / "tokenizer_config.json").read_text())["chat_template"]
         assert "im_start" in template
         assert (folder / "model.safetensors").stat().st_size < 5 * 2**20
+
+
+def test_no_reply_can_come_out_empty(tiny_models: Path) -> None:
+    """Special tokens decode to "" and whitespace strips away, so a reply sampled from them alone
+    would be empty, and a test reading it would fail on a healthy server. The final norm gives the
+    hidden state an RMS of 1 in every direction; over many such states, at temperature 1, all of
+    those tokens together get less than a ten-thousandth of the probability. A stock head of
+    spread 0.02 gives them about their share of the vocabulary, 14/512."""
+    import numpy as np
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    from tools.make_tiny_models import HIDDEN, SPECIAL
+
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal((2000, HIDDEN))
+    hidden /= np.sqrt((hidden**2).mean(axis=1, keepdims=True))
+    for name in ("tiny-llama-a", "tiny-llama-b", "tiny-qwen2"):
+        tokenizer = Tokenizer.from_file(str(tiny_models / name / "tokenizer.json"))
+        empty = [i for i in range(tokenizer.get_vocab_size()) if not tokenizer.decode([i]).strip()]
+        assert {tokenizer.token_to_id(token) for token in SPECIAL} < set(empty)
+        head = load_file(str(tiny_models / name / "model.safetensors"))["lm_head.weight"]
+        logits = hidden @ head.astype(np.float64).T
+        weight = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probability = weight[:, empty].sum(axis=1) / weight.sum(axis=1)
+        assert probability.max() < 1e-4, name

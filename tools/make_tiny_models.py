@@ -7,7 +7,8 @@ Writes OUT_DIR/tiny-llama-a, OUT_DIR/tiny-llama-b (LlamaForCausalLM) and OUT_DIR
 (Qwen2ForCausalLM): hidden 128, 2 layers, 2 attention heads, 1 KV head, head_dim 64 (vLLM's CPU
 attention rejects head_dim 16), float32 weights (~1.7 MB) served as bfloat16, and one byte-level
 BPE tokenizer trained here on the text below, with a ChatML chat template. The same seed gives
-byte-identical files; each model adds its own offset to the seed, so their outputs differ.
+byte-identical files; each model adds its own offset to the seed, so their outputs differ. No
+reply comes out empty: tokens that decode to nothing visible are never sampled (output_head).
 Needs numpy, safetensors and tokenizers; no torch.
 """
 
@@ -32,6 +33,8 @@ MAX_POSITIONS = 2048
 VOCAB_TARGET = 512
 
 BOS, EOS, PAD, IM_START = "<|endoftext|>", "<|im_end|>", "<|pad|>", "<|im_start|>"
+SPECIAL = [BOS, EOS, PAD, IM_START]
+HEAD_SCALE = 0.5  # lm_head's spread; see output_head
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -60,7 +63,7 @@ def train_tokenizer() -> Tokenizer:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_TARGET,
-        special_tokens=[BOS, EOS, PAD, IM_START],
+        special_tokens=SPECIAL,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -68,7 +71,7 @@ def train_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def weights(model_type: str, vocab: int, seed: int) -> dict[str, np.ndarray]:
+def weights(model_type: str, vocab: int, seed: int, silent: list[int]) -> dict[str, np.ndarray]:
     rng = np.random.Generator(np.random.PCG64(seed))
 
     def normal(*shape: int) -> np.ndarray:
@@ -97,8 +100,30 @@ def weights(model_type: str, vocab: int, seed: int) -> dict[str, np.ndarray]:
                 p + "self_attn.k_proj.bias": normal(KV_HEADS * HEAD_DIM),
                 p + "self_attn.v_proj.bias": normal(KV_HEADS * HEAD_DIM),
             }
-    tensors |= {"model.norm.weight": ones(HIDDEN), "lm_head.weight": normal(vocab, HIDDEN)}
+    tensors |= {
+        "model.norm.weight": ones(HIDDEN),
+        "lm_head.weight": output_head(rng, vocab, silent),
+    }
     return tensors
+
+
+def output_head(rng: np.random.Generator, vocab: int, silent: list[int]) -> np.ndarray:
+    """A reply made only of silent tokens (special ones, which decode to "", and whitespace) is
+    empty: a test reading it would fail on a healthy server. Their rows are zero, so their logit
+    is 0. The final norm gives the hidden state an RMS of 1, so with rows of spread HEAD_SCALE the
+    other logits spread by HEAD_SCALE * sqrt(HIDDEN) ~ 5.7, and the best of 500 lies about 17
+    above 0. At the usual 0.02 every token has about 1/vocab of the mass, and a CI run saw an
+    empty reply; much above 0.5 and sampling turns greedy."""
+    head = (rng.standard_normal((vocab, HIDDEN), dtype=np.float32) * np.float32(HEAD_SCALE)).astype(
+        "<f4"
+    )
+    head[silent] = 0.0
+    return head
+
+
+def silent_tokens(tokenizer: Tokenizer) -> list[int]:
+    """Token ids that decode to nothing visible."""
+    return [i for i in range(tokenizer.get_vocab_size()) if not tokenizer.decode([i]).strip()]
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -152,7 +177,7 @@ def write_model(out: Path, name: str, tokenizer: Tokenizer, seed: int) -> Path:
             "chat_template": CHAT_TEMPLATE,
         },
     )
-    tensors = weights(model_type, vocab, seed + offset)
+    tensors = weights(model_type, vocab, seed + offset, silent_tokens(tokenizer))
     save_file(tensors, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
     (model_dir / "model.safetensors").chmod(0o644)  # safetensors creates it 0600
     return model_dir
