@@ -310,7 +310,7 @@ def test_swap_recreates_only_the_changed_model_and_builds_nothing(stack: Stack) 
 
 def test_teardown_leaves_nothing_of_the_project(stack: Stack) -> None:
     stack.docker.compose.down(volumes=True, remove_orphans=True)
-    label = {"label": f"com.docker.compose.project={stack.project}"}
+    label = [("label", f"com.docker.compose.project={stack.project}")]
     assert stack.docker.container.list(all=True, filters=label) == []
     assert stack.docker.network.list(filters=label) == []
     assert stack.docker.volume.list(filters=label) == []
