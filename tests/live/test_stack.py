@@ -310,10 +310,10 @@ def test_swap_recreates_only_the_changed_model_and_builds_nothing(stack: Stack) 
 
 def test_teardown_leaves_nothing_of_the_project(stack: Stack) -> None:
     stack.docker.compose.down(volumes=True, remove_orphans=True)
-    label = [("label", f"com.docker.compose.project={stack.project}")]
-    assert stack.docker.container.list(all=True, filters=label) == []
-    assert stack.docker.network.list(filters=label) == []
-    assert stack.docker.volume.list(filters=label) == []
+    label = f"com.docker.compose.project={stack.project}"
+    assert stack.docker.container.list(all=True, filters=[("label", label)]) == []
+    assert stack.docker.network.list(filters=[("label", label)]) == []
+    assert stack.docker.volume.list(filters=[("label", label)]) == []
     assert not [v for v in stack.docker.volume.list() if stack.project in v.name]
 
 
