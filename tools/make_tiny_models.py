@@ -114,11 +114,9 @@ def output_head(rng: np.random.Generator, vocab: int, silent: list[int]) -> np.n
     other logits spread by HEAD_SCALE * sqrt(HIDDEN) ~ 5.7, and the best of 500 lies about 17
     above 0. At the usual 0.02 every token has about 1/vocab of the mass, and a CI run saw an
     empty reply; much above 0.5 and sampling turns greedy."""
-    head = (rng.standard_normal((vocab, HIDDEN), dtype=np.float32) * np.float32(HEAD_SCALE)).astype(
-        "<f4"
-    )
+    head = rng.standard_normal((vocab, HIDDEN), dtype=np.float32) * np.float32(HEAD_SCALE)
     head[silent] = 0.0
-    return head
+    return head.astype("<f4")
 
 
 def silent_tokens(tokenizer: Tokenizer) -> list[int]:
