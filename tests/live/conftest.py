@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import time
 import urllib.request
 import warnings
@@ -36,6 +35,7 @@ from python_on_whales.utils import run as run_docker
 from arenastack import cli, gateway
 from arenastack.services import WEBUI_PORT
 from tests.conftest import REPO, make_tiny_models
+from tests.ports import free_port
 from tests.images import build_stale_images, on_ci, why_images_cannot_be_built
 
 LIVE = Path(__file__).resolve().parent
@@ -59,13 +59,6 @@ class LiveTestsSkipped(UserWarning):
 
 
 # --- one run: its project name, its ports, its files ---------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -94,7 +87,9 @@ class Run:
             for key, value in data.items():
                 where = f"{path}.{key}"
                 if key == "port" and isinstance(value, int):
-                    data[key] = self.ports.setdefault(where, free_port())
+                    if where not in self.ports:
+                        self.ports[where] = free_port(taken=self.ports.values())
+                    data[key] = self.ports[where]
                 else:
                     self._replace_ports(value, where)
 

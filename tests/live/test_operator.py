@@ -17,7 +17,8 @@ from openai import OpenAI
 
 from arenastack.services import VLLM_PORT
 from tests.conftest import REPO
-from tests.live.conftest import LIVE, MANIFEST, Report, Stack, free_port
+from tests.live.conftest import LIVE, MANIFEST, Report, Stack
+from tests.ports import free_port
 
 pytestmark = pytest.mark.live
 
@@ -91,15 +92,16 @@ def own_stack(live_manifest: Path) -> Iterator[tuple[str, Path, Path]]:
 
 
 def small_manifest(project: str, **model: object) -> dict[str, object]:
+    webui_port = free_port()
     return {
         "device": "cpu",
         "project": project,
         # The live stack's images, tags included: `up` must find them built, not build its own
         # (a FastChat image built inside `up` took longer than the test waits).
         "images": yaml.safe_load(MANIFEST.read_text())["images"],
-        "webui": {"port": free_port(), "mode": "single"},
+        "webui": {"port": webui_port, "mode": "single"},
         "defaults": {"cpu_kvcache_space": 1, "max_model_len": 1024},
-        "models": {"solo": {"model": "../../models/tiny-llama-a", "port": free_port(), **model}},
+        "models": {"solo": {"model": "../../models/tiny-llama-a", "port": free_port(taken={webui_port}), **model}},
     }
 
 
