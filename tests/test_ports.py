@@ -39,5 +39,3 @@ def test_a_real_port_is_free_to_bind() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", port))
         assert server.getsockname()[1] == port
-
-

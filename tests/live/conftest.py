@@ -35,8 +35,8 @@ from python_on_whales.utils import run as run_docker
 from arenastack import cli, gateway
 from arenastack.services import WEBUI_PORT
 from tests.conftest import REPO, make_tiny_models
-from tests.ports import free_port
 from tests.images import build_stale_images, on_ci, why_images_cannot_be_built
+from tests.ports import free_port
 
 LIVE = Path(__file__).resolve().parent
 MANIFEST = LIVE / "manifest.yaml"

@@ -93,6 +93,7 @@ def own_stack(live_manifest: Path) -> Iterator[tuple[str, Path, Path]]:
 
 def small_manifest(project: str, **model: object) -> dict[str, object]:
     webui_port = free_port()
+    model_port = free_port(taken={webui_port})
     return {
         "device": "cpu",
         "project": project,
@@ -101,7 +102,7 @@ def small_manifest(project: str, **model: object) -> dict[str, object]:
         "images": yaml.safe_load(MANIFEST.read_text())["images"],
         "webui": {"port": webui_port, "mode": "single"},
         "defaults": {"cpu_kvcache_space": 1, "max_model_len": 1024},
-        "models": {"solo": {"model": "../../models/tiny-llama-a", "port": free_port(taken={webui_port}), **model}},
+        "models": {"solo": {"model": "../../models/tiny-llama-a", "port": model_port, **model}},
     }
 
 
