@@ -176,10 +176,10 @@ def test_without_a_key_in_the_container_nothing_is_asked(litellm: str) -> None:
 
 
 def test_a_silent_gateway_is_given_up_on(litellm: str) -> None:
+    # The answer would come after 3 s and be healthy, so the problem below shows the 0.5 s timeout
+    # fired; no wall-clock assertion, which a busy machine's slow subprocess start could break.
     FakeLiteLLM.delay = 3.0
-    started = time.monotonic()
     reach, problem = run_ask(litellm, KEY, timeout=0.5)
-    assert time.monotonic() - started < 2.5
     assert reach == {} and problem == "the gateway did not answer /health: no answer within 0.5 s"
 
 
@@ -231,9 +231,7 @@ def test_ask_says_why_docker_exec_failed(monkeypatch: pytest.MonkeyPatch) -> Non
     assert missing is not None and missing.startswith("cannot run `docker exec`")
     monkeypatch.setattr(gateway_health, "EXEC_TIMEOUT_S", 0.5)
     hanging = [sys.executable, "-c", "import time; time.sleep(30)"]
-    started = time.monotonic()
-    _, silent = gateway_health.ask(hanging, "id-gateway", SERVICES)
-    assert time.monotonic() - started < 10
+    _, silent = gateway_health.ask(hanging, "id-gateway", SERVICES)  # only a timeout says this
     assert silent == "no answer from `docker exec` in the gateway within 0.5 s"
 
 
