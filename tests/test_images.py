@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import images
+
+
+def waits_for_flock(path: Path) -> bool:
+    """Whether someone waits for the flock on `path`: /proc/locks lists a waiter as
+    `N: -> FLOCK ADVISORY WRITE pid major:minor:inode start end`."""
+    inode = path.stat().st_ino if path.exists() else None
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "->" and fields[2] == "FLOCK" and int(fields[6].split(":")[2]) == inode:
+            return True
+    return False
 
 
 class RecordingEngine:
@@ -54,8 +66,12 @@ def test_a_second_run_waits_for_the_first_build_and_builds_nothing(
     assert engine.started.wait(timeout=30)
     second = threading.Thread(target=run, args=("second",))
     second.start()
-    # The second run is now either waiting on the lock or (without one) building too.
-    second.join(timeout=1)
+    # Wait on state: the second run queued on the lock (the kernel lists it as a waiter), or,
+    # without a lock, building beside the first.
+    lock = (tmp_path / "built-images.json").with_suffix(".lock")
+    deadline = time.monotonic() + 60
+    while not (waits_for_flock(lock) or engine.overlapped) and time.monotonic() < deadline:
+        time.sleep(0.01)
     engine.release.set()
     first.join(timeout=30)
     second.join(timeout=30)
