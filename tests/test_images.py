@@ -72,6 +72,7 @@ def test_a_second_run_waits_for_the_first_build_and_builds_nothing(
     deadline = time.monotonic() + 60
     while not (waits_for_flock(lock) or engine.overlapped) and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert waits_for_flock(lock) or engine.overlapped, "the second run never reached the lock"
     engine.release.set()
     first.join(timeout=30)
     second.join(timeout=30)
