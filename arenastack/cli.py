@@ -20,12 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from arenastack import gateway, report
-from arenastack.output import write_atomically
-from arenastack.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
-from arenastack.pipeline import compose_text, prepare
-from arenastack.problems import ManifestError, Problem, RendererBug
-from arenastack.schema import reference_markdown, schema_text
+from arenastack.core.files import write_atomically
+from arenastack.core.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
+from arenastack.core.problems import ManifestError, Problem, RendererBug
+from arenastack.gateway import litellm as gateway
+from arenastack.manifest.reference import reference_markdown, schema_text
+from arenastack.plan import report
+from arenastack.render.pipeline import compose_text, prepare
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
 DEFAULT_OUTPUT = Path("docker-compose.yml")
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = argv[1:] if command != "render" else argv
     try:
         if command == "leaderboard":
-            from arenastack import leaderboard_cli
+            from arenastack.operate import leaderboard_cli
 
             return leaderboard_cli.main(arguments)
         if command == "plan":
@@ -173,7 +174,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _render_kubernetes(args: argparse.Namespace) -> int:
-    from arenastack import kubernetes
+    from arenastack.render import kubernetes
 
     prepared, sharing = kubernetes.prepare(args.manifest, args.gpus, args.gpu_sharing)
     _warn(prepared.warnings + kubernetes.warnings(prepared))
@@ -269,7 +270,7 @@ def operator_parser(command: str) -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from arenastack import live_view
+    from arenastack.operate import live_view
 
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
@@ -281,8 +282,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from arenastack import stack_status
-    from arenastack.vllm_metrics import metric_names
+    from arenastack.operate import stack_status
+    from arenastack.plan.vllm_metrics import metric_names
 
     prepared = prepare(args.manifest, args.gpus)
     status = stack_status.collect(

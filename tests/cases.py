@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack.pipeline import compose_text, prepare
+from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 
 GOLDEN = FIXTURES / "golden"

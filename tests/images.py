@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import NoReturn
@@ -26,21 +27,76 @@ BUILT = Path.home() / ".cache" / "arenastack" / "built-images.json"
 
 
 def recipes(compose_file: Path) -> dict[str, tuple[str, str]]:
-    """Image tag → (a service that builds it, digest of what it is built from: build args and
-    every context file except the wheelhouse, whose content follows from the hashed
-    requirements files)."""
+    """Image tag → (a service that builds it, digest of what it is built from: build args, the
+    Dockerfile and every file of the context that Docker sends, except the wheelhouse, whose
+    content follows from the hashed requirements files)."""
     document = yaml.safe_load(compose_file.read_text())
     found = {}
     for name, service in document["services"].items():
         if "build" not in service:
             continue
-        context = (compose_file.parent / service["build"]["context"]).resolve()
-        digest = hashlib.sha256(json.dumps(service["build"]["args"], sort_keys=True).encode())
-        for path in sorted(context.rglob("*")):
+        build = service["build"]
+        context = (compose_file.parent / build["context"]).resolve()
+        digest = hashlib.sha256(json.dumps(build["args"], sort_keys=True).encode())
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        for path in sorted({*sent_files(context), dockerfile}):
             relative = path.relative_to(context)
-            if path.is_file() and relative.parts[0] != "wheels":
+            if "wheels" not in relative.parts[:-1]:
                 digest.update(str(relative).encode() + b"\0" + path.read_bytes())
         found[service["image"]] = (name, digest.hexdigest())
+    return found
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as Docker matches it: `*` and `?` within one path element, `**`
+    across elements."""
+    regex, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            regex, i = regex + ".*", i + 2
+        elif pattern[i] in "*?":
+            regex, i = regex + ("[^/]*" if pattern[i] == "*" else "[^/]"), i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            regex, i = regex + pattern[i : end + 1], end + 1
+        else:
+            regex, i = regex + re.escape(pattern[i]), i + 1
+    return re.compile(regex + r"\Z")
+
+
+def sent_files(context: Path) -> list[Path]:
+    """The files of a build context that Docker sends to the engine: its .dockerignore applied
+    as Docker applies it (the last matching pattern wins, `!` lets a path through again, a path
+    is excluded with its folder), plus the .dockerignore itself."""
+    ignore = context / ".dockerignore"
+    rules: list[tuple[bool, re.Pattern[str], str]] = []
+    if ignore.exists():
+        for line in ignore.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                pattern = line.removeprefix("!").strip("/")
+                rules.append((line.startswith("!"), _glob(pattern), pattern))
+
+    def excluded(relative: str) -> bool:
+        parents = [relative[:i] for i, c in enumerate(relative) if c == "/"] + [relative]
+        verdict = False
+        for negated, regex, _ in rules:
+            if any(regex.match(p) for p in parents):
+                verdict = not negated
+        return verdict
+
+    found = [ignore] if ignore.exists() else []
+    for folder, subfolders, files in os.walk(context):
+        base = Path(folder).relative_to(context).as_posix().removeprefix(".").lstrip("/")
+        prefix = f"{base}/" if base else ""
+        # As Docker does: an excluded folder is not walked unless a `!` pattern reaches into it.
+        subfolders[:] = sorted(
+            s
+            for s in subfolders
+            if not excluded(prefix + s)
+            or any(neg and p.startswith(f"{prefix}{s}/") for neg, _, p in rules)
+        )
+        found += [Path(folder) / f for f in files if not excluded(prefix + f)]
     return found
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack import kubernetes
+from arenastack.render import kubernetes
 from tests.conftest import FIXTURES, REPO
 
 GOLDEN = FIXTURES / "golden-kubernetes"

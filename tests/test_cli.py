@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack import cli, compose
+from arenastack import cli
+from arenastack.render import compose
 from tests.conftest import REPO
 
 

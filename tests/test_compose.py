@@ -16,9 +16,9 @@ import pytest
 import yaml
 from jinja2 import nodes
 
-from arenastack.compose import compose_json, start_chains
-from arenastack.paths import TEMPLATES
-from arenastack.pipeline import prepare
+from arenastack.core.paths import TEMPLATES
+from arenastack.render.compose import compose_json, start_chains
+from arenastack.render.pipeline import prepare
 from tests.cases import CASES, OUTPUT, Case, render
 from tests.conftest import FIXTURES, REPO
 
@@ -249,7 +249,7 @@ def test_header_names_the_manifest() -> None:
 
 
 def test_output_paths_are_relative_to_the_compose_file(tmp_path: Path) -> None:
-    from arenastack.pipeline import compose_text
+    from arenastack.render.pipeline import compose_text
 
     prepared = prepare(case("seed").manifest, "1x80@8.0")
     elsewhere = yaml.safe_load(compose_text(prepared, tmp_path / "out" / "docker-compose.yml"))
@@ -286,7 +286,7 @@ def test_regenerate_check_passes_now_and_shows_a_stale_golden(
 def compose_hashes(manifest: dict[str, Any], tmp_path: Path, name: str) -> dict[str, str]:
     """Compose's own service hashes: what `docker compose up` compares to decide whether a
     running container is recreated."""
-    from arenastack.pipeline import compose_text
+    from arenastack.render.pipeline import compose_text
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(manifest), encoding="utf-8")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from arenastack.dialect import NEWEST, cpu_dialect, cuda_dialect, parse_version
 from arenastack.manifest import DEFAULT_VLLM_REF
-from arenastack.pipeline import CPU_REQUIREMENTS
+from arenastack.plan.dialect import NEWEST, cpu_dialect, cuda_dialect, parse_version
+from arenastack.render.pipeline import CPU_REQUIREMENTS
 
 
 def test_versions_are_parsed_from_refs() -> None:

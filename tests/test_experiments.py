@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,9 @@ import pytest
 import yaml
 
 from arenastack import cli
-from arenastack.leaderboard_service import update
-from arenastack.pipeline import compose_text, prepare
+from arenastack.arena.leaderboard_service import update
+from arenastack.render.pipeline import compose_text, prepare
+from tests import images
 from tests.conftest import REPO
 
 CPU_MANIFEST = REPO / "compose" / "cpu.yaml"
@@ -145,10 +144,31 @@ def test_cli_without_a_stack_says_so(tmp_path: Path, capsys: Any) -> None:
     assert "is the stack up?" in capsys.readouterr().err
 
 
-def test_the_fastchat_image_carries_current_rating_modules() -> None:
-    """The image's build context holds copies of the rating modules; they must be current."""
-    script = REPO / "tools" / "sync_fastchat_modules.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--check"], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout
+def test_the_fastchat_image_is_built_from_the_repository_s_own_arena_package() -> None:
+    """No copies: the FastChat image's context is the repository's root, and of it Docker sends
+    the arena package, the one core module it imports, and the image's own folder."""
+    document = render_with_default_output()
+    build = document["services"]["controller"]["build"]
+    assert (build["context"], build["dockerfile"]) == (".", "images/fastchat/Dockerfile")
+    sent = {p.relative_to(REPO).as_posix() for p in images.sent_files(REPO)}
+    package = {p.relative_to(REPO).as_posix() for p in (REPO / "arenastack" / "arena").glob("*.py")}
+    assert package <= sent
+    assert {"arenastack/__init__.py", "arenastack/core/files.py"} <= sent
+    outside = {
+        path
+        for path in sent
+        if not path.startswith(("arenastack/arena/", "images/fastchat/"))
+        and path not in {".dockerignore", "arenastack/__init__.py"}
+        and not path.startswith("arenastack/core/")
+    }
+    assert not outside, f"the FastChat image's context sends more than it copies: {outside}"
+    assert not any("__pycache__" in path or path.startswith(".venv") for path in sent)
+    # The service runs the package by its module path, which the image's PYTHONPATH resolves.
+    assert "arenastack.arena.leaderboard_service" in document["services"]["leaderboard"]["command"]
+
+
+def render_with_default_output() -> dict[str, Any]:
+    """The CPU manifest rendered as `python render.py compose/cpu.yaml` writes it."""
+    document = yaml.safe_load(compose_text(prepare(CPU_MANIFEST), REPO / "docker-compose.yml"))
+    assert isinstance(document, dict)
+    return document

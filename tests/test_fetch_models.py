@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatch
 
-from arenastack.fetch_models import ignore_patterns
+from arenastack.render.fetch_models import ignore_patterns
 
 
 def skipped(files: list[str]) -> list[str]:

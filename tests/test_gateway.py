@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from arenastack import cli, gateway, gateway_auth
-from arenastack.pipeline import compose_text, prepare
+from arenastack import cli
+from arenastack.gateway import keys_auth as gateway_auth
+from arenastack.gateway import litellm as gateway
+from arenastack.render.pipeline import compose_text, prepare
 from tests.cases import CASES, OUTPUT, render
 from tests.conftest import FIXTURES, REPO
 from tests.test_compose import COMPOSE, unescape

@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from arenastack import gateway, gateway_health, stack_state, stack_status
-from arenastack.gateway_health import HEALTHY, NOT_LISTED, UNHEALTHY, GatewayHealth, Reach
-from arenastack.pipeline import prepare
-from arenastack.vllm_metrics import metric_names
+from arenastack.gateway import litellm as gateway
+from arenastack.operate import gateway_health, stack_state, stack_status
+from arenastack.operate.gateway_health import HEALTHY, NOT_LISTED, UNHEALTHY, GatewayHealth, Reach
+from arenastack.plan.vllm_metrics import metric_names
+from arenastack.render.pipeline import prepare
 from tests.conftest import FIXTURES, REPO
 from tests.test_up_status import container
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from arenastack.inventory import cuda_arch_list, detect_gpus, gpus_for
+from arenastack.core.problems import ManifestError
 from arenastack.manifest import GpuSpec, Manifest, parse_gpu_shorthand
-from arenastack.problems import ManifestError
+from arenastack.plan.inventory import cuda_arch_list, detect_gpus, gpus_for
 
 
 def manifest(**fields: object) -> Manifest:

@@ -20,9 +20,11 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from arenastack import arena, cli, compose, endpoints, k8s_pod, kubernetes
+from arenastack import cli
 from arenastack.manifest import load_manifest
-from arenastack.pipeline import compose_text, prepare
+from arenastack.render import arena_json as arena
+from arenastack.render import compose, endpoints, k8s_pod, kubernetes
+from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, Case, render
 from tests.test_checks import BAD, header

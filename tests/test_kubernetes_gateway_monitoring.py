@@ -14,8 +14,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from arenastack import cli, gateway, kubernetes, monitoring
-from arenastack.pipeline import compose_text, prepare
+from arenastack import cli
+from arenastack.gateway import litellm as gateway
+from arenastack.monitoring import files as monitoring
+from arenastack.render import kubernetes
+from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, render
 from tests.test_compose import unescape

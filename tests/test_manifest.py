@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from arenastack.core.problems import ManifestError
 from arenastack.manifest import Manifest, Model, parse_manifest, resolve_models
-from arenastack.problems import ManifestError
 from tests.conftest import REPO
 
 SHIPPED = sorted((REPO / "compose").glob("**/*.yaml"))

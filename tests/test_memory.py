@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from arenastack import memory, planner
 from arenastack.manifest import load_manifest, parse_gpu_shorthand, resolve_models
+from arenastack.plan import memory, planner
 
 H100 = "1x79.65@9.0"
 

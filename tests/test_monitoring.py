@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from arenastack import monitoring
-from arenastack.pipeline import compose_text, prepare
-from arenastack.vllm_metrics import metric_names
+from arenastack.monitoring import files as monitoring
+from arenastack.plan.vllm_metrics import metric_names
+from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import REPO
 
 COMPOSE = Path(sys.executable).parent / "docker-compose"

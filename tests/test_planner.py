@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack import modelinfo
 from arenastack.manifest import GpuSpec, Manifest, Model, resolve_models
-from arenastack.pipeline import prepare
-from arenastack.planner import (
+from arenastack.plan import modelinfo
+from arenastack.plan.planner import (
     GIB,
     Plan,
     activation_bytes,
@@ -20,6 +19,7 @@ from arenastack.planner import (
     plan,
     weights_bytes,
 )
+from arenastack.render.pipeline import prepare
 from tests.conftest import REPO
 
 
@@ -157,7 +157,7 @@ def test_tiny_model_figures_come_from_its_files(tiny_models: Path) -> None:
 
 
 def test_plan_json_has_the_documented_keys() -> None:
-    from arenastack.report import as_json
+    from arenastack.plan.report import as_json
 
     document = as_json(seed_plan())
     for entry in document["models"]:

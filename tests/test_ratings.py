@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arenastack import leaderboard as lb
-from arenastack.ratings import (
+from arenastack.arena import leaderboard as lb
+from arenastack.arena.ratings import (
     ANCHOR,
     SCALE,
     PairCounts,
@@ -20,7 +20,7 @@ from arenastack.ratings import (
     leaderboard,
     online_elo,
 )
-from arenastack.votelog import Battle, read_votes
+from arenastack.arena.votelog import Battle, read_votes
 
 
 def battle(a: str, b: str, winner: str, t: float = 0.0, anonymous: bool = True) -> Battle:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from arenastack import registry
-from arenastack.dialect import parse_version
-from arenastack.paths import REPO, VLLM_REGISTRY
-from arenastack.pipeline import prepare
-from arenastack.problems import ManifestError
+from arenastack.core.paths import REPO, VLLM_REGISTRY
+from arenastack.core.problems import ManifestError
+from arenastack.plan import registry
+from arenastack.plan.dialect import parse_version
+from arenastack.render.pipeline import prepare
 from tools import vllm_registry
 
 SEED = REPO / "compose" / "models.yaml"

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from arenastack import cli
-from arenastack.paths import MANIFEST_SCHEMA, README
-from arenastack.schema import schema_text
+from arenastack.core.paths import MANIFEST_SCHEMA, README
+from arenastack.manifest.reference import schema_text
 from tests.conftest import FIXTURES, REPO
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from arenastack import diagnosis, live_view, stack_state, stack_status, vllm_metrics
 from arenastack.manifest import Model
-from arenastack.stack_state import Container
-from arenastack.vllm_metrics import metric_names
+from arenastack.operate import diagnosis, live_view, stack_state, stack_status
+from arenastack.operate.stack_state import Container
+from arenastack.plan import vllm_metrics
+from arenastack.plan.vllm_metrics import metric_names
 from tests.conftest import REPO
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack.dialect import cuda_dialect
 from arenastack.manifest import DEFAULT_VLLM_REF
-from arenastack.pipeline import prepare
+from arenastack.plan.dialect import cuda_dialect
+from arenastack.render.pipeline import prepare
 from tests.cases import CASES, render
 
 CACHE = Path.home() / ".cache" / "arenastack" / "vllm-sdist"

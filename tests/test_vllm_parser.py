@@ -27,8 +27,8 @@ import pytest
 import yaml
 from python_on_whales import DockerClient
 
-from arenastack.paths import REPO
-from arenastack.pipeline import compose_text, prepare
+from arenastack.core.paths import REPO
+from arenastack.render.pipeline import compose_text, prepare
 from tests.cases import CASES, Case, render
 from tests.conftest import make_tiny_models
 from tests.images import build_stale_images, unavailable, why_images_cannot_be_built

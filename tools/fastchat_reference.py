@@ -85,8 +85,8 @@ def theirs(battles: list[dict[str, Any]], rounds: int = 0) -> dict[str, Any]:
 
 
 def ours(battles: list[dict[str, Any]], rounds: int = 0) -> dict[str, Any]:
-    from arenastack.ratings import Settings, leaderboard
-    from arenastack.votelog import Battle
+    from arenastack.arena.ratings import Settings, leaderboard
+    from arenastack.arena.votelog import Battle
 
     started = time.perf_counter()
     parsed = [Battle(b["tstamp"], b["model_a"], b["model_b"], b["winner"], True) for b in battles]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack.inventory import cuda_arch_list, detect_gpus
-from arenastack.memory import CUDA_CONTEXT_GIB
-from arenastack.pipeline import compose_text, prepare
+from arenastack.plan.inventory import cuda_arch_list, detect_gpus
+from arenastack.plan.memory import CUDA_CONTEXT_GIB
+from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.gpu

@@ -32,8 +32,9 @@ import yaml
 from python_on_whales import DockerClient
 from python_on_whales.utils import run as run_docker
 
-from arenastack import cli, gateway
-from arenastack.services import WEBUI_PORT
+from arenastack import cli
+from arenastack.core.services import WEBUI_PORT
+from arenastack.gateway import litellm as gateway
 from tests.conftest import REPO, make_tiny_models
 from tests.images import build_stale_images, on_ci, why_images_cannot_be_built
 from tests.ports import free_port

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from openai import APIError, AuthenticationError, OpenAI
 
-from arenastack import gateway
-from arenastack.services import GATEWAY_PORT, VLLM_PORT
+from arenastack.core.services import GATEWAY_PORT, VLLM_PORT
+from arenastack.gateway import litellm as gateway
 from tests.conftest import REPO
 from tests.live.conftest import LIVE, Stack
 from tests.live.test_stack import kill_engine, wait_until_restarted_and_healthy

@@ -9,6 +9,7 @@ a second experiment rendered into the same folder starts empty, and swapping bac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import re
@@ -25,9 +26,9 @@ import pytest
 import yaml
 from playwright.sync_api import expect
 
-from arenastack.leaderboard import RESULT_FOLDER, RESULT_JSON
-from arenastack.services import WEBUI_PORT
-from arenastack.votelog import read_folder
+from arenastack.arena.leaderboard import RESULT_FOLDER, RESULT_JSON
+from arenastack.arena.votelog import read_folder
+from arenastack.core.services import WEBUI_PORT
 from tests.conftest import REPO
 from tests.live import vote_buttons
 from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, SCREENSHOTS, Stack, artifact
@@ -93,6 +94,39 @@ def test_ratings_equal_fastchats_own_on_a_synthetic_set(stack: Stack) -> None:
     stack.report.figures["ratings_vs_fastchat_max_difference_synthetic"] = round(
         assert_equal_ratings(found), 4
     )
+
+
+def test_the_leaderboard_service_runs_the_repository_s_own_code(stack: Stack) -> None:
+    """The image holds no copies to go stale: the package the running service imports is, file
+    for file, the repository's arenastack.arena (and the core module it uses)."""
+    listing = stack.exec(
+        "leaderboard",
+        ["python3", "-c", RUNNING_PACKAGE_FILES, "arenastack.arena.leaderboard_service"],
+    )
+    in_image = json.loads(listing)
+    assert in_image["module"] == "/opt/arenastack/arenastack/arena/leaderboard_service.py"
+    package = REPO / "arenastack"
+    carried = [*(package / "arena").glob("*.py"), package / "core" / "files.py"]
+    carried += [package / "__init__.py", package / "core" / "__init__.py"]
+    in_repo = {
+        path.relative_to(REPO).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in carried
+    }
+    assert in_image["files"] == in_repo
+
+
+# Run in the container: import the module as the service does, then digest every .py file of
+# the arenastack package it was imported from, by its path relative to the folder holding it.
+RUNNING_PACKAGE_FILES = """
+import hashlib, importlib, json, pathlib, sys
+module = importlib.import_module(sys.argv[1])
+root = pathlib.Path(importlib.import_module("arenastack").__file__).parent.parent
+files = {
+    p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in root.glob("arenastack/**/*.py")
+}
+print(json.dumps({"module": module.__file__, "files": files}))
+"""
 
 
 # --- casting votes --------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from arenastack import monitoring
-from arenastack.pipeline import prepare
-from arenastack.services import VLLM_PORT
-from arenastack.vllm_metrics import metric_names
+from arenastack.core.services import VLLM_PORT
+from arenastack.monitoring import files as monitoring
+from arenastack.plan.vllm_metrics import metric_names
+from arenastack.render.pipeline import prepare
 from tests.live.conftest import Stack
 
 pytestmark = pytest.mark.live

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from arenastack.services import VLLM_PORT
+from arenastack.core.services import VLLM_PORT
 from tests.conftest import REPO
 from tests.live.conftest import LIVE, MANIFEST, Report, Stack
 from tests.ports import free_port

@@ -14,8 +14,8 @@ from openai import OpenAI
 from playwright.sync_api import expect
 from python_on_whales import DockerException
 
-from arenastack.pipeline import prepare
-from arenastack.services import VLLM_PORT, WEBUI_PORT
+from arenastack.core.services import VLLM_PORT, WEBUI_PORT
+from arenastack.render.pipeline import prepare
 from tests.live import vote_buttons
 from tests.live.conftest import RUN, SCREENSHOTS, SWAP_MANIFEST, Stack
 

@@ -1,0 +1,142 @@
+"""`render.py leaderboard`: the experiment's leaderboard on the command line.
+
+    render.py leaderboard [MANIFEST] [--logs DIR] [--json | --csv] [--plot PATH.png]
+
+Without `--logs` it copies the running stack's votes for the manifest's experiment out of the web
+UI container (`docker compose cp`) and rates them here; with `--logs` it reads a folder of
+FastChat logs recursively (a copy of the volume, say) and needs no stack. A manifest given with
+`--logs` supplies the settings (`leaderboard:`) and the model names; without one every name in
+the logs counts and the defaults apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from arenastack.arena import leaderboard
+from arenastack.arena.ratings import Leaderboard, Settings
+from arenastack.core.files import write_atomically
+from arenastack.core.problems import ManifestError
+from arenastack.manifest import Manifest, load_manifest, resolve_models
+from arenastack.render import arena_json as arena
+
+DEFAULT_MANIFEST = Path("compose/models.yaml")
+DEFAULT_COMPOSE = Path("docker-compose.yml")
+
+
+class StackError(Exception):
+    """The running stack could not be read."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="render.py leaderboard",
+        description="Rate the models from the arena's votes: Bradley–Terry with 95%% bootstrap "
+        "intervals, online Elo, votes and win rate.",
+    )
+    p.add_argument(
+        "manifest",
+        nargs="?",
+        type=Path,
+        help=f"manifest of the experiment (default {DEFAULT_MANIFEST}; with --logs, optional)",
+    )
+    p.add_argument("--logs", type=Path, metavar="DIR", help="read FastChat logs from DIR instead")
+    p.add_argument(
+        "-f",
+        "--compose-file",
+        type=Path,
+        default=DEFAULT_COMPOSE,
+        help=f"compose file of the running stack (default {DEFAULT_COMPOSE})",
+    )
+    p.add_argument("-p", "--project", help="compose project name, if not the file's own")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the rows as JSON")
+    output.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    p.add_argument("--plot", type=Path, metavar="PATH.png", help="write the picture there")
+    return p
+
+
+def settings_of(manifest: Manifest | None) -> tuple[Settings, bool]:
+    if manifest is None:
+        return Settings(), False
+    board = manifest.leaderboard
+    settings = Settings(
+        bothbad=board.bothbad,
+        include_named=board.include_named,
+        bootstrap_rounds=board.bootstrap_rounds,
+    )
+    return settings, board.identity_filter
+
+
+def copy_from_stack(compose_file: Path, project: str | None, folder: str, target: Path) -> None:
+    """The experiment's log folder, copied out of the web UI container."""
+    command = ["docker", "compose", "-f", str(compose_file)]
+    if project:
+        command += ["-p", project]
+    command += ["cp", f"webui:{folder}/.", str(target)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise StackError(f"cannot run docker compose: {error}") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise StackError(
+            f"cannot copy {folder} from the stack's webui ({' '.join(command)}): "
+            f"{detail[-1] if detail else 'failed'}; is the stack up? --logs DIR reads a copy"
+        )
+
+
+def board_for(args: argparse.Namespace) -> tuple[Leaderboard, str]:
+    manifest_path = args.manifest
+    if manifest_path is None and args.logs is None:
+        manifest_path = DEFAULT_MANIFEST
+    manifest = None
+    if manifest_path is not None:
+        loaded = load_manifest(manifest_path)
+        if loaded.problems or loaded.manifest is None:
+            raise ManifestError(loaded.problems)
+        manifest = loaded.manifest
+    settings, identity_filter = settings_of(manifest)
+    known: list[str] | None = None
+    words: list[str] = []
+    if manifest is not None:
+        models = resolve_models(manifest, manifest_path.resolve().parent)
+        known = [m.display_name for m in models]
+        words = known + [m.model.rstrip("/").rsplit("/", 1)[-1] for m in models]
+    title = f"Leaderboard: {manifest.experiment}" if manifest else f"Leaderboard: {args.logs}"
+    if args.logs is not None:
+        board = leaderboard.compute(args.logs, settings, known, identity_filter, words)
+        return board, title
+    assert manifest is not None
+    with tempfile.TemporaryDirectory(prefix="arenastack-votes-") as temporary:
+        copy_from_stack(
+            args.compose_file, args.project, arena.logs_folder(manifest), Path(temporary)
+        )
+        board = leaderboard.compute(Path(temporary), settings, known, identity_filter, words)
+    return board, title
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        board, title = board_for(args)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(leaderboard.rows_json(board))
+    elif args.csv:
+        print(leaderboard.rows_csv(board), end="")
+    else:
+        leaderboard.print_table(board, title)
+    if args.json or args.csv:
+        for note in board.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if args.plot is not None:
+        write_atomically(args.plot, leaderboard.figure_png(board, title))
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,467 @@
+"""GPU memory plan: what each model needs, the fraction that buys it, and where it fits.
+
+The model, per vLLM instance on a GPU of total memory T (all in bytes):
+
+    needed = weights / tp + activations + cuda_graphs + kv_per_token / tp × tokens
+    fraction_needed = needed / T
+
+- weights: parameters × bytes of the served dtype (from safetensors headers or the index);
+- kv_per_token = 2 (K and V) × Σ_layers kv_heads × head_dim × bytes of the KV-cache dtype
+  (fp8 is 1 byte; `auto` follows the model dtype);
+- tokens = max_model_len (or the model's max_position_embeddings) × full_length_sequences;
+- activations: the peak of vLLM's profiling run, `activation_bytes` below, plus NON_TORCH_GIB of
+  allocations outside torch (cuBLAS workspaces, kernels loaded at the first forward pass);
+- cuda_graphs: CUDA_GRAPHS_GIB unless enforce_eager (outside the fraction in vLLM 0.8, inside
+  from 0.21; counted either way so the GPU has room for it).
+
+The CUDA context of each instance (CUDA_CONTEXT_GIB) lives outside its fraction: current vLLM
+snapshots free memory after creating it. It is why fractions on a GPU must leave headroom.
+
+On `device: cpu` the KV cache is a fixed VLLM_CPU_KVCACHE_SPACE, and the plan reports how many
+tokens it buys.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from arenastack.core.problems import Problem
+from arenastack.manifest import GpuSpec, Manifest, Model
+from arenastack.plan import memory, modelinfo
+from arenastack.plan.dialect import cuda_dialect
+from arenastack.plan.memory import V0_8, MemoryModel, safe_fraction_total
+from arenastack.plan.modelinfo import DTYPE_BYTES, ModelInfo
+from arenastack.plan.sharing import fraction_terms, fraction_total, models_by_gpu
+
+GIB = 2**30
+NON_TORCH_GIB = 1.0
+CUDA_GRAPHS_GIB = 0.5
+# When a model's shape is unknown (manifest hints only).
+FALLBACK_ACTIVATIONS_GIB = 1.5
+# vLLM profiles one batch of max_model_len tokens (at least 2048); above 32K it chunks prefills.
+PROFILE_TOKENS = (2048, 32768)
+# The sampler holds float32 logits for up to max_num_seqs (256) sequences in about four copies
+# (logits, probabilities, log-probabilities, the sorted copy for top-p/top-k).
+SAMPLER_SEQUENCES = 256
+SAMPLER_COPIES = 4
+KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    model: Model
+    info: ModelInfo | None
+    weights_bytes: int | None  # per GPU
+    kv_bytes_per_token: int | None  # per GPU
+    overhead_bytes: int
+    tokens: int | None  # KV tokens the model must hold
+    gpu_memory_bytes: int | None  # of the smallest GPU it runs on; None on CPU
+    kv_cache_bytes: int | None  # what its fraction (or CPU KV space) leaves for KV
+
+    @property
+    def needed_bytes(self) -> int | None:
+        if self.weights_bytes is None or self.kv_bytes_per_token is None or self.tokens is None:
+            return None
+        return self.weights_bytes + self.overhead_bytes + self.kv_bytes_per_token * self.tokens
+
+    @property
+    def fraction_needed(self) -> float | None:
+        needed = self.needed_bytes
+        if needed is None or self.gpu_memory_bytes is None:
+            return None
+        return needed / self.gpu_memory_bytes
+
+    @property
+    def kv_tokens(self) -> int | None:
+        """Tokens of KV cache the set fraction (or the CPU KV space) buys."""
+        if self.kv_cache_bytes is None or not self.kv_bytes_per_token:
+            return None
+        return max(0, self.kv_cache_bytes) // self.kv_bytes_per_token
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: list[Model]  # every 'auto' settled
+    entries: list[ModelPlan]
+    gpus: list[GpuSpec]
+    problems: list[Problem]
+    warnings: list[Problem]
+
+    def on_gpu(self, index: int) -> list[ModelPlan]:
+        return [e for e in self.entries if e.model.gpus != "auto" and index in e.model.gpus]
+
+    def fraction_total(self, index: int) -> float:
+        return fraction_total([e.model for e in self.on_gpu(index)])
+
+
+def served_dtype_bytes(model: Model, info: ModelInfo) -> int:
+    dtype = info.torch_dtype if model.dtype == "auto" else model.dtype
+    # vLLM serves float32 checkpoints in 16 bits unless asked for float32 explicitly.
+    if model.dtype == "auto" and DTYPE_BYTES.get(dtype, 2) == 4:
+        return 2
+    return DTYPE_BYTES.get(dtype, 2)
+
+
+def kv_bytes_per_token(model: Model, info: ModelInfo) -> int:
+    element = KV_DTYPE_BYTES.get(model.kv_cache_dtype) or served_dtype_bytes(model, info)
+    tp = model.tensor_parallel_size
+    # Tensor parallelism splits KV heads across GPUs; a layer with fewer heads than GPUs
+    # replicates its one head on each.
+    heads_per_gpu = sum(max(1, math.ceil(heads / tp)) for heads in info.kv_heads_per_layer)
+    return 2 * heads_per_gpu * info.head_dim * element
+
+
+def weights_bytes(model: Model, info: ModelInfo | None) -> int | None:
+    tp = model.tensor_parallel_size
+    if info is not None and info.parameters is not None:
+        return info.parameters * served_dtype_bytes(model, info) // tp
+    if model.params_b is not None:
+        element = DTYPE_BYTES.get(model.dtype, 2) if model.dtype != "auto" else 2
+        return int(model.params_b * 1e9 * element) // tp
+    if model.weights_gib is not None:
+        return int(model.weights_gib * GIB) // tp
+    return None
+
+
+def activation_bytes(model: Model, info: ModelInfo | None) -> int:
+    """Peak of vLLM's profiling run: the activations of one full batch through a decoder layer
+    (residual stream, attention projections, the MLP's two wide halves) and the sampler's logits.
+    For Llama 3 8B at 8192 tokens this gives 1.18 GiB; vLLM logged 1.26 GiB (vLLM PR #10511)."""
+    if info is None:
+        return int(FALLBACK_ACTIVATIONS_GIB * GIB)
+    low, high = PROFILE_TOKENS
+    tokens = min(max(model.max_model_len or info.max_position_embeddings or low, low), high)
+    per_token = (4 * info.hidden_size + 2 * info.intermediate_size) * served_dtype_bytes(
+        model, info
+    )
+    logits = SAMPLER_SEQUENCES * info.vocab_size * 4 * SAMPLER_COPIES
+    return tokens * per_token // model.tensor_parallel_size + logits
+
+
+def overhead_bytes(
+    model: Model, info: ModelInfo | None, mm: MemoryModel = V0_8, gpu: GpuSpec | None = None
+) -> int:
+    """Inside the fraction besides weights and KV cache, per vLLM version (arenastack/memory.py);
+    `gpu` decides vLLM's batch defaults (an 80 GiB A100's when unknown)."""
+    graphs = 0.0 if model.enforce_eager else CUDA_GRAPHS_GIB
+    if info is None:
+        return activation_bytes(model, info) + int((NON_TORCH_GIB + graphs) * GIB)
+    return memory.overhead_bytes(
+        mm,
+        hidden=info.hidden_size,
+        intermediate=info.intermediate_size,
+        vocab=info.vocab_size,
+        dtype_bytes=served_dtype_bytes(model, info),
+        max_model_len=model.max_model_len or info.max_position_embeddings or 2048,
+        tensor_parallel=model.tensor_parallel_size,
+        enforce_eager=model.enforce_eager,
+        architectures=info.architectures,
+        gpu_memory_gib=gpu.memory_gib if gpu else 80.0,
+        compute_capability=gpu.compute_capability if gpu else "8.0",
+    )
+
+
+def plan(
+    manifest: Manifest,
+    models: list[Model],
+    gpus: list[GpuSpec] | None,
+    manifest_dir: Path,
+    sequences: int | None = None,
+    explain: bool = False,
+) -> Plan:
+    """Settle every 'auto' that can be settled. The plan keeps every model, in manifest order;
+    one the planner cannot settle stays 'auto' and its problem is in `problems`, so the checks
+    still run on all of them. `gpus` is None when the inventory is unknown (it has a problem of
+    its own): then nothing is settled. The hub is asked only for models whose 'auto' needs it,
+    or for every unknown model when `explain` (the plan command) wants the full table."""
+    sequences = sequences or manifest.planner.full_length_sequences
+    host_cache = None
+    if manifest.hf_cache.host_path:
+        host_cache = (manifest_dir / Path(manifest.hf_cache.host_path).expanduser()).resolve()
+    online = manifest.planner.online and os.environ.get("HF_HUB_OFFLINE", "") in ("", "0")
+    infos = [
+        modelinfo.lookup(m.model, m.local_path, host_cache, online and (explain or _has_auto(m)))
+        for m in models
+    ]
+    if manifest.device == "cpu":
+        return _plan_cpu(models, infos, sequences)
+    if gpus is None:
+        return Plan(models, [], [], [], [])
+    return _plan_cuda(manifest, models, infos, gpus, sequences)
+
+
+def _has_auto(model: Model) -> bool:
+    return model.gpus == "auto" or model.gpu_memory_utilization == "auto"
+
+
+def _tokens(model: Model, info: ModelInfo | None, sequences: int) -> int | None:
+    length = model.max_model_len or (info.max_position_embeddings if info else None)
+    return None if length is None else length * sequences
+
+
+def _entry(
+    model: Model,
+    info: ModelInfo | None,
+    sequences: int,
+    memory: int | None,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
+) -> ModelPlan:
+    """`memory`: the total the fraction applies to (the version's usable memory)."""
+    kv_cache = None
+    weights = weights_bytes(model, info)
+    overhead = overhead_bytes(model, info, mm, gpu)
+    if memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
+        kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead
+    return ModelPlan(
+        model=model,
+        info=info,
+        weights_bytes=weights,
+        kv_bytes_per_token=kv_bytes_per_token(model, info) if info else None,
+        overhead_bytes=overhead,
+        tokens=_tokens(model, info, sequences),
+        gpu_memory_bytes=memory,
+        kv_cache_bytes=kv_cache,
+    )
+
+
+def _plan_cpu(models: list[Model], infos: list[ModelInfo | None], sequences: int) -> Plan:
+    settled = [replace(m, gpus=(0,) if m.gpus == "auto" else m.gpus) for m in models]
+    entries = []
+    for model, info in zip(settled, infos, strict=True):
+        entry = _entry(model, info, sequences, None)
+        entries.append(replace(entry, kv_cache_bytes=model.cpu_kvcache_space * GIB))
+    warnings = [w for e in entries if (w := _short_of_kv(e, "cpu_kvcache_space"))]
+    return Plan(settled, entries, [], [], warnings)
+
+
+def _short_of_one_sequence(entry: ModelPlan) -> Problem | None:
+    length = entry.model.max_model_len or (
+        entry.info.max_position_embeddings if entry.info else None
+    )
+    if entry.kv_tokens is None or length is None or entry.kv_tokens >= length:
+        return None
+    return Problem(
+        entry.model.path_of("gpu_memory_utilization"),
+        f"{entry.model.gpu_memory_utilization} buys {entry.kv_tokens:,} tokens of KV cache, fewer "
+        f"than one sequence of max_model_len ({length:,}): vLLM refuses to start",
+    )
+
+
+def _short_of_kv(entry: ModelPlan, setting: str) -> Problem | None:
+    if entry.kv_tokens is None or entry.tokens is None or entry.kv_tokens >= entry.tokens:
+        return None
+    return Problem(
+        entry.model.path_of(setting),
+        f"buys {entry.kv_tokens:,} tokens of KV cache, short of the {entry.tokens:,} that "
+        f"max_model_len needs; vLLM refuses to start when one full-length sequence does not fit",
+    )
+
+
+def _plan_cuda(
+    manifest: Manifest,
+    models: list[Model],
+    infos: list[ModelInfo | None],
+    gpus: list[GpuSpec],
+    sequences: int,
+) -> Plan:
+    # The version's memory model; fractions apply to the memory CUDA reports (memory.py).
+    mm = memory.for_version(cuda_dialect(manifest.images.vllm.vllm_ref).version)
+    memory_of = [int(mm.usable_gib(gpu.memory_gib) * GIB) for gpu in gpus]
+    problems: list[Problem] = []
+    settled: list[Model] = []
+    # First settle the fractions of placed models, then place the 'auto' ones.
+    for model, info in zip(models, infos, strict=True):
+        if _unplannable(model):
+            settled.append(model)
+            continue
+        gpu_memory, gpu = None, None
+        if model.gpus != "auto" and all(i < len(memory_of) for i in model.gpus):
+            gpu_memory, gpu = min((memory_of[i], gpus[i]) for i in model.gpus)
+        if model.gpu_memory_utilization == "auto" and model.gpus != "auto":
+            fraction, problem = _auto_fraction(model, info, sequences, gpu_memory, mm, gpu)
+            if problem:
+                problems.append(problem)
+            elif fraction:
+                model = replace(model, gpu_memory_utilization=fraction)
+        settled.append(model)
+    placed, placement_problems = _place(manifest, settled, infos, memory_of, sequences, mm, gpus)
+    problems += placement_problems
+    problems += _over_budget(manifest, models, placed, memory_of)
+    if problems:
+        return Plan(placed, [], gpus, problems, [])
+    entries = []
+    for model, info in zip(placed, infos, strict=True):
+        assert model.gpus != "auto"
+        on = [(memory_of[i], gpus[i]) for i in model.gpus if i < len(memory_of)]
+        gpu_memory, gpu = min(on) if on else (None, None)
+        entries.append(_entry(model, info, sequences, gpu_memory, mm, gpu))
+    warnings = [
+        w
+        for e in entries
+        if (w := _short_of_kv(e, "gpu_memory_utilization")) and not _short_of_one_sequence(e)
+    ]
+    # vLLM refuses to start when one sequence of max_model_len does not fit its KV cache.
+    refused = [p for e in entries if (p := _short_of_one_sequence(e))]
+    return Plan(placed, entries, gpus, refused, warnings)
+
+
+def _unplannable(model: Model) -> bool:
+    """Its GPU or fraction failed validation: nothing is derived from the default standing in."""
+    return bool(model.unchecked & {"gpu", "gpu_memory_utilization"})
+
+
+def _over_budget(
+    manifest: Manifest, requested: list[Model], placed: list[Model], memory: list[int]
+) -> list[Problem]:
+    """planner.gpu_budget binds every GPU on which the planner sized or placed a model: the
+    fractions there, set by hand or not, add up to at most the budget."""
+    budget = manifest.planner.gpu_budget
+    planned = {m.service for m in requested if _has_auto(m) and not _unplannable(m)}
+    problems = []
+    for index, sharing in models_by_gpu(placed).items():
+        by_planner = [m for m in sharing if m.service in planned]
+        total = fraction_total(sharing)
+        if not by_planner or index >= len(memory) or total <= budget + 1e-9:
+            continue
+        short = (total - budget) * memory[index] / GIB
+        problems.append(
+            Problem(
+                by_planner[-1].path_of("gpu_memory_utilization"),
+                f"GPU {index} does not hold what its models need within planner.gpu_budget "
+                f"{budget:g}: {fraction_terms(sharing)} = {total:.2f}, short by {short:.1f} GiB "
+                f"of {memory[index] / GIB:g} GiB; raise the budget, lower max_model_len, use fp8 "
+                "KV cache or move a model",
+            )
+        )
+    return problems
+
+
+def _auto_fraction(
+    model: Model,
+    info: ModelInfo | None,
+    sequences: int,
+    gpu_memory: int | None,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
+) -> tuple[float, Problem | None]:
+    path = model.path_of("gpu_memory_utilization")
+    if info is None:
+        return 0.0, Problem(
+            path,
+            f"'auto' needs {model.model}'s config.json: none in a local folder, the Hugging Face "
+            "cache, the catalog (compose/model-info/) or the hub; set a fraction instead",
+        )
+    if gpu_memory is None:
+        return 0.0, None  # the index check reports the missing GPU
+    needed = _entry(model, info, sequences, gpu_memory, mm, gpu).fraction_needed
+    if needed is None:
+        return 0.0, Problem(
+            path,
+            f"'auto' cannot size {model.model}: no weight files or index were found; set "
+            "weights_gib or params_b, or a fraction",
+        )
+    fraction = _round_up(needed)
+    if fraction >= 1:
+        return 0.0, Problem(
+            path,
+            f"{model.service} needs {needed:.2f} of its GPU ({needed * gpu_memory / GIB:.1f} GiB "
+            f"of {gpu_memory / GIB:g} GiB): it does not fit; lower max_model_len, use fp8 KV "
+            "cache or more GPUs",
+        )
+    return fraction, None
+
+
+def _round_up(fraction: float) -> float:
+    """Fractions are set in hundredths, rounded up so that what is needed always fits."""
+    return math.ceil(fraction * 100) / 100
+
+
+def _place(
+    manifest: Manifest,
+    models: list[Model],
+    infos: list[ModelInfo | None],
+    memory: list[int],
+    sequences: int,
+    mm: MemoryModel = V0_8,
+    gpus: list[GpuSpec] | None = None,
+) -> tuple[list[Model], list[Problem]]:
+    """Best-fit decreasing: the biggest model first, onto the GPU it leaves least room on."""
+    budget = manifest.planner.gpu_budget
+    used = [0.0] * len(memory)
+    count = [0] * len(memory)
+    for index, sharing in models_by_gpu(models).items():
+        if index < len(memory):
+            used[index] = fraction_total(sharing)
+            count[index] = len(sharing)
+    waiting = [(i, m) for i, m in enumerate(models) if m.gpus == "auto" and not _unplannable(m)]
+    needs: dict[int, int] = {}
+    problems = []
+    for position, model in waiting:
+        info = infos[position]
+        need = _needed_bytes(model, info, sequences, mm, gpus[0] if gpus else None)
+        if need is None and model.gpu_memory_utilization != "auto" and memory:
+            need = int(float(model.gpu_memory_utilization) * max(memory))
+        if need is None:
+            problems.append(
+                Problem(
+                    model.path_of("gpu"),
+                    f"'auto' placement needs {model.model}'s size: no config.json was found; "
+                    "set a gpu index",
+                )
+            )
+        else:
+            needs[position] = need
+
+    def room(index: int) -> float:
+        """Fraction of GPU `index` still free for one more server, within the budget and the
+        headroom every server's CUDA context takes."""
+        eager = all(m.enforce_eager for m in models)
+        safe = safe_fraction_total(
+            count[index] + 1, memory[index] / GIB + mm.reserved_gib, mm.outside_gib(eager), mm
+        )
+        return min(budget, safe) - used[index]
+
+    placed = list(models)
+    for position, model in sorted(waiting, key=lambda item: -needs.get(item[0], 0)):
+        if position not in needs:
+            continue
+        best: tuple[float, int, float] | None = None
+        for index, total in enumerate(memory):
+            fraction = model.gpu_memory_utilization
+            if fraction == "auto":
+                fraction = _round_up(needs[position] / total)
+            left = room(index)
+            if fraction <= left + 1e-9 and (best is None or left - fraction < best[0]):
+                best = (left - fraction, index, fraction)
+        if best is None:
+            free = max((room(i) * total for i, total in enumerate(memory)), default=0)
+            problems.append(
+                Problem(
+                    model.path_of("gpu"),
+                    f"{model.service} fits on no GPU: it needs {needs[position] / GIB:.1f} GiB, "
+                    f"the most left on one is {max(free, 0) / GIB:.1f} GiB (short by "
+                    f"{(needs[position] - max(free, 0)) / GIB:.1f} GiB)",
+                )
+            )
+            continue
+        _, index, fraction = best
+        used[index] += fraction
+        count[index] += 1
+        placed[position] = replace(model, gpus=(index,), gpu_memory_utilization=fraction)
+    return placed, problems
+
+
+def _needed_bytes(
+    model: Model,
+    info: ModelInfo | None,
+    sequences: int,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
+) -> int | None:
+    if info is None:
+        return None
+    return _entry(replace(model, gpus=(0,)), info, sequences, None, mm, gpu).needed_bytes

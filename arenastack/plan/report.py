@@ -1,0 +1,112 @@
+"""Show a memory plan: a table per GPU for people, JSON for machines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from arenastack.plan.planner import GIB, ModelPlan, Plan
+
+
+def as_json(plan: Plan) -> dict[str, Any]:
+    gpus = [
+        {
+            "index": index,
+            "name": gpu.name,
+            "memory_gib": gpu.memory_gib,
+            "compute_capability": gpu.compute_capability,
+            "fraction_total": round(plan.fraction_total(index), 4),
+            "headroom": round(1 - plan.fraction_total(index), 4),
+            "models": [e.model.service for e in plan.on_gpu(index)],
+        }
+        for index, gpu in enumerate(plan.gpus)
+    ]
+    return {"gpus": gpus, "models": [_model_json(entry) for entry in plan.entries]}
+
+
+def _model_json(entry: ModelPlan) -> dict[str, Any]:
+    model = entry.model
+    fraction_needed = entry.fraction_needed
+    return {
+        "service": model.service,
+        "model": model.model,
+        "gpu": list(model.gpus) if model.gpus != "auto" else None,
+        "weights_bytes": entry.weights_bytes,
+        "kv_bytes_per_token": entry.kv_bytes_per_token,
+        "overhead_bytes": entry.overhead_bytes,
+        "tokens_needed": entry.tokens,
+        "kv_tokens": entry.kv_tokens,
+        "fraction_needed": None if fraction_needed is None else round(fraction_needed, 4),
+        "fraction_set": model.gpu_memory_utilization,
+        "source": entry.info.source if entry.info else None,
+    }
+
+
+def _gib(value: int | None) -> str:
+    return "?" if value is None else f"{value / GIB:.2f} GiB"
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def print_table(plan: Plan, device: str, console: Console | None = None) -> None:
+    # Rich wraps at 80 columns when not writing to a terminal; the table needs more.
+    console = console or Console(width=None if Console().is_terminal else 132)
+    if device == "cpu":
+        table = _table("CPU (KV cache = cpu_kvcache_space)", cpu=True)
+        for entry in plan.entries:
+            table.add_row(*_row(entry, cpu=True))
+        console.print(table)
+        return
+    for index, gpu in enumerate(plan.gpus):
+        entries = plan.on_gpu(index)
+        name = f" {gpu.name}" if gpu.name else ""
+        capability = gpu.compute_capability
+        title = f"GPU {index}{name}: {gpu.memory_gib:.1f} GiB, compute capability {capability}"
+        if not entries:
+            console.print(f"{title}: no models")
+            continue
+        table = _table(title, cpu=False)
+        for entry in entries:
+            table.add_row(*_row(entry, cpu=False))
+        total = plan.fraction_total(index)
+        needed = [e.fraction_needed for e in entries]
+        needed_total = "?" if None in needed else f"{sum(n for n in needed if n):.2f}"
+        table.caption = (
+            f"fractions needed: {needed_total}   set: {total:.2f}   "
+            f"headroom: {1 - total:.2f} ({(1 - total) * gpu.memory_gib:.1f} GiB)"
+        )
+        console.print(table)
+    unknown = [e for e in plan.entries if e.info is None]
+    for entry in unknown:
+        console.print(f"[yellow]{entry.model.service}: no config.json found; sizes unknown[/]")
+
+
+def _table(title: str, cpu: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    table.add_column("weights", justify="right")
+    table.add_column("KV / token", justify="right")
+    table.add_column("KV tokens", justify="right")
+    table.add_column("tokens needed", justify="right")
+    if not cpu:
+        table.add_column("fraction needed", justify="right")
+        table.add_column("fraction set", justify="right")
+    return table
+
+
+def _row(entry: ModelPlan, cpu: bool) -> list[str]:
+    needed = entry.fraction_needed
+    row = [
+        entry.model.service,
+        _gib(entry.weights_bytes),
+        _count(entry.kv_bytes_per_token) + " B" if entry.kv_bytes_per_token else "?",
+        _count(entry.kv_tokens),
+        _count(entry.tokens),
+    ]
+    if not cpu:
+        row += ["?" if needed is None else f"{needed:.3f}", f"{entry.model.gpu_memory_utilization}"]
+    return row
