@@ -16,7 +16,8 @@ import yaml
 
 from arenastack import cli
 from arenastack.gateway import litellm as gateway
-from arenastack.monitoring import files as monitoring
+from arenastack.monitoring.grafana import GRAFANA_DATASOURCES, GRAFANA_PROVIDERS
+from arenastack.monitoring.prometheus import prometheus_arguments
 from arenastack.render import kubernetes
 from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
@@ -213,7 +214,7 @@ def test_prometheus_keeps_its_samples_on_a_claim_it_can_write() -> None:
     deployment = found["prometheus-deployment.yaml"]
     prometheus = container(deployment, "prometheus")
     assert prometheus["image"] == "prom/prometheus:v3.5.0", "official: pulled as named"
-    assert prometheus["args"] == monitoring.prometheus_arguments("30d")
+    assert prometheus["args"] == prometheus_arguments("30d")
     assert "command" not in prometheus, "the image's entrypoint is the prometheus binary"
     assert prometheus["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert prometheus["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
@@ -248,8 +249,8 @@ def test_grafana_reads_the_provisioned_files_and_the_password_by_name() -> None:
     volumes = {v["name"]: v for v in pod(deployment)["volumes"]}
     # Each file Compose mounts is at the same path here, from its ConfigMap's key.
     for path, configmap in [
-        (monitoring.GRAFANA_DATASOURCES, "grafana-datasources"),
-        (monitoring.GRAFANA_PROVIDERS, "grafana-dashboard-providers"),
+        (GRAFANA_DATASOURCES, "grafana-datasources"),
+        (GRAFANA_PROVIDERS, "grafana-dashboard-providers"),
         (home, "grafana-dashboards"),
     ]:
         folder, name = path.rsplit("/", 1)

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from arenastack.monitoring import files as monitoring
+from arenastack.monitoring.dashboard import DASHBOARD_UID, dashboard_queries
+from arenastack.monitoring.grafana import DATASOURCE_UID, GRAFANA_PASSWORD_VARIABLE
+from arenastack.monitoring.prometheus import PROMETHEUS_RULES
 from arenastack.plan.vllm_metrics import metric_names
 from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import REPO
@@ -122,7 +124,7 @@ def test_dashboard_has_a_row_per_gpu_and_names_of_its_dialect_only(
     rows = [p for p in dashboard["panels"] if p["type"] == "row"]
     used_gpus = sorted({i for m in prepared.plan.models for i in m.gpus})
     assert [r["title"].split(":")[0].split()[-1] for r in rows] == [str(i) for i in used_gpus]
-    queries = monitoring.dashboard_queries(dashboard)
+    queries = dashboard_queries(dashboard)
     allowed = COMMON | {f"{n}_bucket" for n in dialect} | dialect
     other = (CURRENT | LEGACY) - dialect
     for title, expr in queries:
@@ -136,9 +138,9 @@ def test_dashboard_has_a_row_per_gpu_and_names_of_its_dialect_only(
         assert len(mine) == 11 * len(model.gpus), model.service
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    assert dashboard["uid"] == monitoring.DASHBOARD_UID
+    assert dashboard["uid"] == DASHBOARD_UID
     datasource = yaml.safe_load(config(document, "grafana_datasources"))["datasources"][0]
-    assert datasource["uid"] == monitoring.DATASOURCE_UID
+    assert datasource["uid"] == DATASOURCE_UID
     assert datasource["url"] == "http://prometheus:9090"
 
 
@@ -179,7 +181,7 @@ def test_debian_prometheus_is_built_on_the_base_image(tmp_path: Path, tiny_model
 def test_grafana_password_is_passed_by_name_and_never_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(monitoring.GRAFANA_PASSWORD_VARIABLE, SECRET)
+    monkeypatch.setenv(GRAFANA_PASSWORD_VARIABLE, SECRET)
     manifest = with_monitoring(REPO / "compose/cpu.yaml", tmp_path)
     text, document = render(manifest, None)
     assert SECRET not in text and "correct-horse" not in text
@@ -197,7 +199,7 @@ def test_grafana_password_is_passed_by_name_and_never_written(
     resolved = yaml.safe_load(with_password.stdout)["services"]["grafana"]["environment"]
     # `config` prints a compose file again, so it doubles the `$` of the resolved value.
     assert resolved["GF_SECURITY_ADMIN_PASSWORD"] == SECRET.replace("$", "$$")
-    without = {k: v for k, v in os.environ.items() if k != monitoring.GRAFANA_PASSWORD_VARIABLE}
+    without = {k: v for k, v in os.environ.items() if k != GRAFANA_PASSWORD_VARIABLE}
     refused = compose_config(without)
     assert refused.returncode != 0
     assert "GRAFANA_ADMIN_PASSWORD" in refused.stderr
@@ -215,7 +217,7 @@ def test_hostile_display_names_stay_labels(tmp_path: Path) -> None:
     # Compose reads `$$` as `$`: the rendered file doubles them, the config it mounts does not.
     labels = scrape["scrape_configs"][0]["static_configs"][0]["labels"]
     assert labels["display_name"] == hostile.replace("$", "$$")
-    assert scrape["rule_files"] == [monitoring.PROMETHEUS_RULES]
+    assert scrape["rule_files"] == [PROMETHEUS_RULES]
     assert "grafana" not in document["services"]
     assert not any(name.startswith("grafana_") for name in document["configs"])
     file = tmp_path / "docker-compose.yml"

@@ -32,7 +32,7 @@ from arenastack.manifest import (
     Manifest,
     Model,
 )
-from arenastack.monitoring import files as monitoring
+from arenastack.monitoring import config, grafana, prometheus
 from arenastack.plan.dialect import Dialect
 from arenastack.plan.vllm_metrics import metric_names
 from arenastack.render import arena_json as arena
@@ -328,36 +328,36 @@ def _leaderboard(stack: Stack) -> dict[str, Any]:
 def _prometheus(stack: Stack) -> dict[str, Any]:
     manifest = stack.manifest
     settings = manifest.monitoring
-    prometheus = settings.prometheus
-    debian = prometheus.source == "debian"
+    server = settings.prometheus
+    debian = server.source == "debian"
     if debian:
         base = {"BASE_IMAGE": manifest.images.fastchat.base_image}
         image = _built_image(stack, PROMETHEUS_DEBIAN_TAG, IMAGES / "prometheus", base)
     else:
-        image = Image(prometheus.image, pull_policy="missing")
-    port = monitoring.PROMETHEUS_PORT
+        image = Image(server.image, pull_policy="missing")
+    port = prometheus.PROMETHEUS_PORT
     return {
         "image": image,
         "image_has_python": debian,
-        "command": monitoring.prometheus_arguments(prometheus.retention),
-        "config_path": monitoring.PROMETHEUS_CONFIG,
-        "rules_path": monitoring.PROMETHEUS_RULES,
-        "data_path": monitoring.PROMETHEUS_DATA,
-        **_published(settings.bind_address or manifest.bind_address, prometheus.port, port),
+        "command": prometheus.prometheus_arguments(server.retention),
+        "config_path": prometheus.PROMETHEUS_CONFIG,
+        "rules_path": prometheus.PROMETHEUS_RULES,
+        "data_path": prometheus.PROMETHEUS_DATA,
+        **_published(settings.bind_address or manifest.bind_address, server.port, port),
     }
 
 
 def _grafana(stack: Stack) -> dict[str, Any]:
     manifest = stack.manifest
     settings = manifest.monitoring
-    grafana = settings.grafana
+    server = settings.grafana
     return {
-        "image": grafana.image,
-        "home_dashboard": monitoring.GRAFANA_HOME_DASHBOARD,
-        "datasources_path": monitoring.GRAFANA_DATASOURCES,
-        "providers_path": monitoring.GRAFANA_PROVIDERS,
+        "image": server.image,
+        "home_dashboard": grafana.GRAFANA_HOME_DASHBOARD,
+        "datasources_path": grafana.GRAFANA_DATASOURCES,
+        "providers_path": grafana.GRAFANA_PROVIDERS,
         **_published(
-            settings.bind_address or manifest.bind_address, grafana.port, monitoring.GRAFANA_PORT
+            settings.bind_address or manifest.bind_address, server.port, grafana.GRAFANA_PORT
         ),
     }
 
@@ -365,7 +365,7 @@ def _grafana(stack: Stack) -> dict[str, Any]:
 def _monitoring_files(stack: Stack) -> dict[str, dict[str, str]]:
     """The generated files, per service: {"prometheus": {"config": ..., "rules": ...}, ...}."""
     names = metric_names(stack.dialect.version)
-    files = monitoring.config_files(stack.models, stack.manifest.device, names)
+    files = config.config_files(stack.models, stack.manifest.device, names)
     return {
         service: {
             key.removeprefix(f"{service}_"): text

@@ -47,7 +47,7 @@ from arenastack.core.problems import ManifestError, Problem, field_path
 from arenastack.core.services import CONTROLLER_PORT, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
 from arenastack.gateway import litellm as gateway
 from arenastack.manifest import GpuSpec, Manifest, Model
-from arenastack.monitoring import files as monitoring
+from arenastack.monitoring import config, grafana, prometheus
 from arenastack.plan import checks
 from arenastack.plan.memory import CUDA_CONTEXT_GIB, for_version
 from arenastack.plan.vllm_metrics import metric_names
@@ -340,10 +340,10 @@ def gateway_image(manifest: Manifest) -> str:
 
 def prometheus_image(manifest: Manifest) -> str:
     """Debian's Prometheus is built here (images/prometheus) and pushed; the official is pulled."""
-    prometheus = manifest.monitoring.prometheus
-    if prometheus.source == "debian":
+    server = manifest.monitoring.prometheus
+    if server.source == "debian":
         return pulled(manifest, compose.PROMETHEUS_DEBIAN_TAG)
-    return prometheus.image
+    return server.image
 
 
 def images_pulled(prepared: Prepared) -> list[str]:
@@ -643,7 +643,7 @@ def _gateway(cluster: Cluster) -> dict[str, dict[str, Any]]:
 
 def _monitoring_files(cluster: Cluster) -> dict[str, str]:
     names = metric_names(cluster.prepared.dialect.version)
-    return monitoring.config_files(cluster.models, cluster.manifest.device, names)
+    return config.config_files(cluster.models, cluster.manifest.device, names)
 
 
 def _prometheus(cluster: Cluster) -> dict[str, dict[str, Any]]:
@@ -653,11 +653,11 @@ def _prometheus(cluster: Cluster) -> dict[str, dict[str, Any]]:
     manifest = cluster.manifest
     texts = _monitoring_files(cluster)
     files = {
-        _file_name(monitoring.PROMETHEUS_CONFIG): texts["prometheus_config"],
-        _file_name(monitoring.PROMETHEUS_RULES): texts["prometheus_rules"],
+        _file_name(prometheus.PROMETHEUS_CONFIG): texts["prometheus_config"],
+        _file_name(prometheus.PROMETHEUS_RULES): texts["prometheus_rules"],
     }
-    folder = _folder(monitoring.PROMETHEUS_CONFIG)
-    assert _folder(monitoring.PROMETHEUS_RULES) == folder
+    folder = _folder(prometheus.PROMETHEUS_CONFIG)
+    assert _folder(prometheus.PROMETHEUS_RULES) == folder
     deployment = _fragment(
         "prometheus-deployment",
         {
@@ -667,15 +667,15 @@ def _prometheus(cluster: Cluster) -> dict[str, dict[str, Any]]:
             "fs_group": PROMETHEUS_GROUP,
             "image": prometheus_image(manifest),
             "args": _unexpanded(
-                monitoring.prometheus_arguments(manifest.monitoring.prometheus.retention)
+                prometheus.prometheus_arguments(manifest.monitoring.prometheus.retention)
             ),
-            "port": monitoring.PROMETHEUS_PORT,
+            "port": prometheus.PROMETHEUS_PORT,
             "mounts": [
                 {"name": "config", "mountPath": folder, "readOnly": True},
-                {"name": "data", "mountPath": monitoring.PROMETHEUS_DATA},
+                {"name": "data", "mountPath": prometheus.PROMETHEUS_DATA},
             ],
-            "ready_path": monitoring.PROMETHEUS_READY,
-            "healthy_path": monitoring.PROMETHEUS_HEALTHY,
+            "ready_path": prometheus.PROMETHEUS_READY,
+            "healthy_path": prometheus.PROMETHEUS_HEALTHY,
             "volumes": [
                 {"name": "config", "configMap": {"name": "prometheus-config"}},
                 {"name": "data", "persistentVolumeClaim": {"claimName": "prometheus-data"}},
@@ -696,7 +696,7 @@ def _prometheus(cluster: Cluster) -> dict[str, dict[str, Any]]:
         "prometheus-config-configmap.yaml": _configmap("prometheus-config", files),
         "prometheus-data-pvc.yaml": volume,
         "prometheus-deployment.yaml": deployment,
-        "prometheus-service.yaml": _service("prometheus", "monitoring", monitoring.PROMETHEUS_PORT),
+        "prometheus-service.yaml": _service("prometheus", "monitoring", prometheus.PROMETHEUS_PORT),
     }
 
 
@@ -705,17 +705,17 @@ def _grafana(cluster: Cluster) -> dict[str, dict[str, Any]]:
     every start and the samples live in Prometheus, so its own database would keep only
     sessions and preferences, not worth a volume claim."""
     texts = _monitoring_files(cluster)
-    home = monitoring.GRAFANA_HOME_DASHBOARD
+    home = grafana.GRAFANA_HOME_DASHBOARD
     # One ConfigMap per folder Grafana reads: mounted whole, they follow changes.
     folders = {
-        "grafana-datasources": (monitoring.GRAFANA_DATASOURCES, texts["grafana_datasources"]),
-        "grafana-dashboard-providers": (monitoring.GRAFANA_PROVIDERS, texts["grafana_providers"]),
+        "grafana-datasources": (grafana.GRAFANA_DATASOURCES, texts["grafana_datasources"]),
+        "grafana-dashboard-providers": (grafana.GRAFANA_PROVIDERS, texts["grafana_providers"]),
         "grafana-dashboards": (home, texts["grafana_dashboard"]),
     }
     configmaps = {name: {_file_name(path): text} for name, (path, text) in folders.items()}
     password = {
         "name": cluster.manifest.kubernetes.secret,
-        "key": monitoring.GRAFANA_PASSWORD_VARIABLE,
+        "key": grafana.GRAFANA_PASSWORD_VARIABLE,
         "optional": False,  # Grafana would start with its default password, admin
     }
     deployment = _fragment(
@@ -727,15 +727,15 @@ def _grafana(cluster: Cluster) -> dict[str, dict[str, Any]]:
             "image": cluster.manifest.monitoring.grafana.image,
             "password": password,
             "home_dashboard": home,
-            "port": monitoring.GRAFANA_PORT,
+            "port": grafana.GRAFANA_PORT,
             "mounts": [
                 *(
                     {"name": name, "mountPath": _folder(path), "readOnly": True}
                     for name, (path, _) in folders.items()
                 ),
-                {"name": "data", "mountPath": monitoring.GRAFANA_DATA},
+                {"name": "data", "mountPath": grafana.GRAFANA_DATA},
             ],
-            "health_path": monitoring.GRAFANA_HEALTH,
+            "health_path": grafana.GRAFANA_HEALTH,
             "volumes": [
                 *({"name": name, "configMap": {"name": name}} for name in folders),
                 {"name": "data", "emptyDir": {}},
@@ -747,7 +747,7 @@ def _grafana(cluster: Cluster) -> dict[str, dict[str, Any]]:
     }
     return resources | {
         "grafana-deployment.yaml": deployment,
-        "grafana-service.yaml": _service("grafana", "monitoring", monitoring.GRAFANA_PORT),
+        "grafana-service.yaml": _service("grafana", "monitoring", grafana.GRAFANA_PORT),
     }
 
 

@@ -14,7 +14,9 @@ import pytest
 from openai import OpenAI
 
 from arenastack.core.services import VLLM_PORT
-from arenastack.monitoring import files as monitoring
+from arenastack.monitoring.dashboard import RATE_WINDOW, dashboard_queries
+from arenastack.monitoring.dashboard import dashboard as render_dashboard
+from arenastack.monitoring.prometheus import JOB, PROMETHEUS_PORT
 from arenastack.plan.vllm_metrics import metric_names
 from arenastack.render.pipeline import prepare
 from tests.live.conftest import Stack
@@ -28,7 +30,7 @@ DEADLINE_S = 120
 
 
 def prometheus(stack: Stack, path: str, **params: str) -> Any:
-    url = stack.url("prometheus", monitoring.PROMETHEUS_PORT) + path
+    url = stack.url("prometheus", PROMETHEUS_PORT) + path
     if params:
         url += "?" + urllib.parse.urlencode(params)
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -59,7 +61,7 @@ def dashboard(stack: Stack) -> dict[str, Any]:
     off in the live manifest: no image here)."""
     prepared = prepare(stack.manifest)
     names = metric_names(prepared.dialect.version)
-    return monitoring.dashboard(prepared.plan.models, names, prepared.manifest.device)
+    return render_dashboard(prepared.plan.models, names, prepared.manifest.device)
 
 
 def test_every_model_is_an_up_target(stack: Stack) -> None:
@@ -73,7 +75,7 @@ def test_every_model_is_an_up_target(stack: Stack) -> None:
         time.sleep(1)
     for target in targets:
         labels = target["labels"]
-        assert labels["job"] == monitoring.JOB
+        assert labels["job"] == JOB
         assert labels["fraction"] == "cpu:1GiB"
     by_service = {t["labels"]["service"]: t["labels"] for t in targets}
     assert by_service["tiny-q"]["display_name"] == "Tiny Qwen"
@@ -83,8 +85,8 @@ def test_every_model_is_an_up_target(stack: Stack) -> None:
 
 def test_every_dashboard_query_returns_data_for_every_model(stack: Stack) -> None:
     queries = [
-        (title, expr.replace(monitoring.RATE_WINDOW, WINDOW))
-        for title, expr in monitoring.dashboard_queries(dashboard(stack))
+        (title, expr.replace(RATE_WINDOW, WINDOW))
+        for title, expr in dashboard_queries(dashboard(stack))
     ]
     assert {s for s in MODELS if any(f'service="{s}"' in e for _, e in queries)} == set(MODELS)
     traffic(stack)
