@@ -17,8 +17,9 @@ import yaml
 from jinja2 import nodes
 
 from arenastack.core.paths import TEMPLATES
-from arenastack.render.compose import compose_json, start_chains
 from arenastack.render.pipeline import prepare
+from arenastack.render.stack import start_chains
+from arenastack.render.templates import compose_json
 from tests.cases import CASES, OUTPUT, Case, render
 from tests.conftest import FIXTURES, REPO
 

@@ -23,7 +23,7 @@ import yaml
 from arenastack import cli
 from arenastack.manifest import load_manifest
 from arenastack.render import arena_json as arena
-from arenastack.render import compose, endpoints, k8s_pod, kubernetes
+from arenastack.render import endpoints, k8s_pod, kubernetes, stack
 from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, Case, render
@@ -186,7 +186,7 @@ def test_model_commands_are_the_compose_commands_but_for_the_fraction() -> None:
     documents = resources("seed-hami")
     prepared = prepare(REPO / "compose/models.yaml", "1x80@8.0")
     for model in prepared.plan.models:
-        expected = compose.vllm_command(model, prepared.dialect, cuda=True)
+        expected = stack.vllm_command(model, prepared.dialect, cuda=True)
         command = container(documents[f"{model.service}-deployment.yaml"])["command"]
         at = expected.index("--gpu-memory-utilization") + 1
         assert command[:at] + command[at + 1 :] == expected[:at] + expected[at + 1 :]
@@ -219,7 +219,7 @@ def test_start_order_follows_compose_start_chains() -> None:
     ]:
         documents = resources(name)
         models = prepare(REPO / manifest, gpus).plan.models
-        for model, after in zip(models, compose.start_chains(models), strict=True):
+        for model, after in zip(models, stack.start_chains(models), strict=True):
             deployment = documents[f"{model.service}-deployment.yaml"]
             (wait,) = deployment["spec"]["template"]["spec"]["initContainers"]
             healthy = [
@@ -301,7 +301,7 @@ def test_the_leaderboard_rates_beside_the_ui_on_its_volume(tmp_path: Path) -> No
     assert "readinessProbe" not in board and "livenessProbe" not in board
     for name in ("webui", "leaderboard"):
         mounts = {m["mountPath"]: m["name"] for m in container(webui, name)["volumeMounts"]}
-        assert claims[mounts[compose.LOGDIR]] == "arena-logs", name
+        assert claims[mounts[stack.LOGDIR]] == "arena-logs", name
         assert mounts[arena.ARENA_FILE] == "arena", name
     assert container(webui, "webui")["env"] == [
         {"name": k, "value": v} for k, v in on_compose["services"]["webui"]["environment"].items()

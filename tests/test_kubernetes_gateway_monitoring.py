@@ -19,6 +19,7 @@ from arenastack.gateway import litellm as gateway
 from arenastack.monitoring.grafana import GRAFANA_DATASOURCES, GRAFANA_PROVIDERS
 from arenastack.monitoring.prometheus import prometheus_arguments
 from arenastack.render import kubernetes
+from arenastack.render.kubernetes.documents import CONFIG_DIGEST
 from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, render
@@ -262,7 +263,7 @@ def test_grafana_reads_the_provisioned_files_and_the_password_by_name() -> None:
 def test_config_digest_follows_the_generated_files(tmp_path: Path) -> None:
     def digests(files: dict[str, str]) -> dict[str, str]:
         return {
-            name: d["spec"]["template"]["metadata"]["annotations"][kubernetes.CONFIG_DIGEST]
+            name: d["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST]
             for name, d in parsed(files).items()
             if name in ("gateway-deployment.yaml", "prometheus-deployment.yaml",
                         "grafana-deployment.yaml", "webui-deployment.yaml")

@@ -30,7 +30,7 @@ from arenastack.manifest import Manifest, Model
 from arenastack.operate import stack_state
 from arenastack.operate.diagnosis import likely_cause
 from arenastack.operate.stack_state import Container
-from arenastack.render.compose import start_chains
+from arenastack.render.stack import start_chains
 
 FETCH = "fetch-models"
 # vLLM's first words about weights (V0 and V1 engines, CUDA and CPU).

@@ -58,7 +58,7 @@ def warnings(manifest: Manifest, models: list[Model], gpu_memory_gib: list[float
     found: list[Problem] = []
     if manifest.device == "cuda":
         mm = memory.for_version(cuda_dialect(manifest.images.vllm.vllm_ref).version)
-        found += _tight_gpus(models, gpu_memory_gib, mm)
+        found += tight_gpus(models, gpu_memory_gib, mm)
     if manifest.webui.mode == "multi" and len(models) < 2:
         found.append(
             Problem("models", "the arena and side-by-side tabs need at least two enabled models")
@@ -117,7 +117,7 @@ def _fraction_sums(manifest: Manifest, models: list[Model]) -> Iterator[Problem]
             )
 
 
-def _tight_gpus(
+def tight_gpus(
     models: list[Model], gpu_memory_gib: list[float], mm: MemoryModel = memory.V0_8
 ) -> Iterator[Problem]:
     for index, sharing in models_by_gpu(models).items():
