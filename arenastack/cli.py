@@ -23,7 +23,7 @@ from pathlib import Path
 from arenastack.core.files import write_atomically
 from arenastack.core.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
 from arenastack.core.problems import ManifestError, Problem, RendererBug
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import checks as gateway_checks
 from arenastack.manifest.reference import reference_markdown, schema_text
 from arenastack.plan import report
 from arenastack.render.pipeline import compose_text, prepare
@@ -165,7 +165,7 @@ def _render(args: argparse.Namespace) -> int:
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
     # Compose reads .env from the compose file's folder.
-    _warn(gateway.warnings(prepared.manifest, args.output.parent / ".env"))
+    _warn(gateway_checks.warnings(prepared.manifest, args.output.parent / ".env"))
     text = compose_text(prepared, args.output)
     write_atomically(args.output, text)
     models = ", ".join(m.service for m in prepared.plan.models)

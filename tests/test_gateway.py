@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from arenastack import cli
+from arenastack.gateway import checks as gateway_checks
 from arenastack.gateway import keys_auth as gateway_auth
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import litellm
 from arenastack.render.pipeline import compose_text, prepare
 from tests.cases import CASES, OUTPUT, render
 from tests.conftest import FIXTURES, REPO
@@ -37,7 +38,7 @@ def litellm_config(document: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def no_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(gateway.MASTER_KEY_ENV, raising=False)
+    monkeypatch.delenv(litellm.MASTER_KEY_ENV, raising=False)
 
 
 # --- config generation ---------------------------------------------------------------------
@@ -56,7 +57,7 @@ def test_every_model_is_routed_by_served_name_to_its_own_server() -> None:
     assert entries["smol"]["model_info"] == {
         "id": "tiny",
         "health_check_max_tokens": 1,
-        "health_check_timeout": gateway.HEALTH_CHECK_TIMEOUT_S,
+        "health_check_timeout": litellm.HEALTH_CHECK_TIMEOUT_S,
     }
     # Bounded failure: the manifest's timeout, and no retries that would stretch it.
     for entry in entries.values():
@@ -85,7 +86,7 @@ def test_the_master_key_is_read_by_name_and_keys_are_checked_by_the_mounted_modu
 def test_gateway_service() -> None:
     document = document_of(render(GATEWAY_CASE))
     service = document["services"]["gateway"]
-    assert service["image"] == gateway.BUILT_IMAGE
+    assert service["image"] == litellm.BUILT_IMAGE
     assert service["build"]["context"] == "./images/litellm"
     assert service["build"]["args"] == {"BASE_IMAGE": "arenastack/base:bookworm"}
     assert service["pull_policy"] == "never"
@@ -111,7 +112,7 @@ def test_gateway_service() -> None:
         }
     ]
     auth = document["configs"]["gateway_auth"]["content"]
-    assert unescape(auth) == gateway.auth_source()
+    assert unescape(auth) == litellm.auth_source()
 
 
 def write_manifest(tmp_path: Path, data: dict[str, Any]) -> Path:
@@ -155,9 +156,9 @@ def test_no_gateway_unless_enabled(tmp_path: Path) -> None:
 
 def test_version_pins_agree() -> None:
     requirements = (REPO / "images/litellm/requirements.txt").read_text()
-    assert f"litellm[proxy]=={gateway.LITELLM_VERSION}\n" in requirements
-    assert gateway.OFFICIAL_IMAGE.endswith(gateway.LITELLM_VERSION)
-    assert gateway.BUILT_IMAGE.endswith(gateway.LITELLM_VERSION)
+    assert f"litellm[proxy]=={litellm.LITELLM_VERSION}\n" in requirements
+    assert litellm.OFFICIAL_IMAGE.endswith(litellm.LITELLM_VERSION)
+    assert litellm.BUILT_IMAGE.endswith(litellm.LITELLM_VERSION)
 
 
 # --- hostile model names -------------------------------------------------------------------
@@ -208,7 +209,7 @@ def test_compose_binary_reads_hostile_names_into_the_gateway_config(tmp_path: Pa
     assert set(config["router_settings"]["model_group_alias"]) == {
         model["display_name"] for model in data["models"].values()
     }
-    assert parsed["services"]["gateway"]["configs"][0]["target"] == gateway.CONFIG_FILE
+    assert parsed["services"]["gateway"]["configs"][0]["target"] == litellm.CONFIG_FILE
 
 
 # --- the master key ------------------------------------------------------------------------
@@ -260,12 +261,12 @@ def test_an_empty_or_commented_key_still_warns(line: str, tmp_path: Path) -> Non
     env_file = tmp_path / ".env"
     env_file.write_text(line + "\n")
     manifest = prepare(seed_with(tmp_path, enabled=True), "1x80@8.0").manifest
-    assert [w.path for w in gateway.warnings(manifest, env_file)] == ["gateway.enabled"]
+    assert [w.path for w in gateway_checks.warnings(manifest, env_file)] == ["gateway.enabled"]
 
 
 def test_no_warning_without_a_gateway(tmp_path: Path) -> None:
     manifest = prepare(seed_with(tmp_path, enabled=False), "1x80@8.0").manifest
-    assert gateway.warnings(manifest, tmp_path / ".env") == []
+    assert gateway_checks.warnings(manifest, tmp_path / ".env") == []
 
 
 # --- per-user keys (the module LiteLLM runs as custom_auth) ---------------------------------

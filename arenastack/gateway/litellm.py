@@ -7,20 +7,15 @@ models and mounted into the gateway container as an inline compose config.
 
 The master key is never written anywhere: LiteLLM reads LITELLM_MASTER_KEY from its environment,
 which compose fills by name from the shell or `.env`. Without one, LiteLLM (>= 1.108) refuses to
-start; rendering warns beforehand.
-"""
+start; rendering warns beforehand."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from arenastack.core import serialize
-from arenastack.core.problems import Problem, field_path
 from arenastack.core.services import GATEWAY_PORT, VLLM_PORT
 from arenastack.manifest import Manifest, Model
 
@@ -31,7 +26,6 @@ LITELLM_VERSION = "1.108.7"
 # with a registry. Not pulled or run here: this machine reaches no registry.
 OFFICIAL_IMAGE = f"ghcr.io/berriai/litellm:main-v{LITELLM_VERSION}"
 BUILT_IMAGE = f"arenastack/litellm:{LITELLM_VERSION}"
-
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 CONFIG_DIR = "/etc/arenastack/gateway"
 CONFIG_FILE = f"{CONFIG_DIR}/config.yaml"
@@ -137,105 +131,3 @@ def image_tag(manifest: Manifest) -> str:
 def auth_source() -> str:
     """The custom-auth module mounted beside the config (LiteLLM imports it from there)."""
     return (Path(__file__).parent / "keys_auth.py").read_text(encoding="utf-8")
-
-
-# --- checks --------------------------------------------------------------------------------
-
-
-def problems(manifest: Manifest, models: list[Model], manifest_dir: Path) -> list[Problem]:
-    if not manifest.gateway.enabled:
-        return []
-    return [
-        *_port(manifest, models),
-        *_names_route_one_way(models),
-        *_keys_file(manifest, manifest_dir),
-    ]
-
-
-def _port(manifest: Manifest, models: list[Model]) -> Iterator[Problem]:
-    port = manifest.gateway.port
-    taken = {manifest.webui.port: "webui.port"}
-    if manifest.controller.port is not None:
-        taken.setdefault(manifest.controller.port, "controller.port")
-    for model in models:
-        if model.port is not None:
-            taken.setdefault(model.port, model.path_of("port"))
-    if port in taken:
-        yield Problem("gateway.port", f"host port {port} is also {taken[port]}")
-
-
-def _names_route_one_way(models: list[Model]) -> Iterator[Problem]:
-    """Every name the gateway routes by must lead to one model: a display name may not be
-    another model's served name."""
-    served = {model.served_model_name: model.service for model in models}
-    for model in models:
-        other = served.get(model.display_name)
-        if other is not None and other != model.service:
-            yield Problem(
-                model.path_of("display_name"),
-                f"{model.display_name!r} is the served_model_name of {other}; the gateway routes "
-                "by both names, so each must lead to one model",
-            )
-
-
-def _keys_file(manifest: Manifest, manifest_dir: Path) -> Iterator[Problem]:
-    written = manifest.gateway.keys_file
-    if written is None:
-        return
-    path = keys_path(written, manifest_dir)
-    where = "gateway.keys_file"
-    try:
-        data = serialize.load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        yield Problem(where, f"cannot read {path}: {error.strerror}")
-        return
-    except yaml.YAMLError:
-        yield Problem(where, f"is not valid YAML: {path}")
-        return
-    # Messages name users, never keys.
-    if not isinstance(data, dict) or not data:
-        yield Problem(where, f"must be a non-empty mapping of user name to key: {path}")
-        return
-    seen: dict[str, str] = {}
-    for user, key in data.items():
-        if not isinstance(user, str) or not isinstance(key, str) or not key.strip():
-            yield Problem(
-                where, f"the key of user {str(user)!r} must be a non-empty string: {path}"
-            )
-        elif key in seen:
-            yield Problem(where, f"users {seen[key]!r} and {user!r} have the same key: {path}")
-        else:
-            seen[key] = user
-
-
-def keys_path(written: str, manifest_dir: Path) -> Path:
-    return (manifest_dir / Path(written).expanduser()).resolve()
-
-
-def warnings(manifest: Manifest, env_file: Path) -> list[Problem]:
-    """A gateway without a master key would not start; say so at render time, and how to fix it.
-    Compose fills the variable from the shell, else from the .env beside the compose file."""
-    if not manifest.gateway.enabled or master_key_is_set(env_file):
-        return []
-    return [
-        Problem(
-            field_path("gateway", "enabled"),
-            f"{MASTER_KEY_ENV} is set neither in the environment nor in {env_file}, and the "
-            "gateway refuses to start without it. Set one: "
-            f'echo "{MASTER_KEY_ENV}=sk-$(openssl rand -hex 32)" >> {env_file}',
-        )
-    ]
-
-
-def master_key_is_set(env_file: Path) -> bool:
-    if os.environ.get(MASTER_KEY_ENV, "").strip():
-        return True
-    try:
-        lines = env_file.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        name, equals, value = line.strip().removeprefix("export ").partition("=")
-        if equals and name.strip() == MASTER_KEY_ENV and value.strip().strip("'\"").strip():
-            return True
-    return False

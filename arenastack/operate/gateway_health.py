@@ -18,8 +18,8 @@ bounded by `model_info.health_check_timeout`, and answers
      "healthy_count": 2, "unhealthy_count": 1}
 
 `model_id` is the deployment's `model_info.id`, which the generated config sets to the service
-name (arenastack/gateway.py); `api_base` (shown to the master key, an admin) names it too. The
-config limits each probe to one token and gateway.HEALTH_CHECK_TIMEOUT_S seconds, so asking costs
+name (arenastack/litellm.py); `api_base` (shown to the master key, an admin) names it too. The
+config limits each probe to one token and litellm.HEALTH_CHECK_TIMEOUT_S seconds, so asking costs
 each model a short prefill and one token, and a model that hangs is reported rather than waited on.
 """
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arenastack.core.services import GATEWAY_PORT
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import litellm
 from arenastack.operate.stack_state import Container
 
 SERVICE = "gateway"
@@ -44,7 +44,7 @@ NOT_LISTED = "not listed"
 ERROR_CHARS = 200
 # The request inside the container waits for LiteLLM's slowest probe and a little more; the
 # `docker exec` around it, for that and the exec itself on a busy host.
-REQUEST_TIMEOUT_S = gateway.HEALTH_CHECK_TIMEOUT_S + 5
+REQUEST_TIMEOUT_S = litellm.HEALTH_CHECK_TIMEOUT_S + 5
 EXEC_TIMEOUT_S = REQUEST_TIMEOUT_S + 20
 
 # Runs inside the gateway container (its python3: the image's healthcheck uses it too). Prints one
@@ -154,7 +154,7 @@ def ask(
     url = f"http://127.0.0.1:{GATEWAY_PORT}/health"
     command = [
         *docker_command, "exec", container_id,  # no -t: no TTY, the output as printed
-        "python3", "-c", ASK, url, str(REQUEST_TIMEOUT_S), gateway.MASTER_KEY_ENV,
+        "python3", "-c", ASK, url, str(REQUEST_TIMEOUT_S), litellm.MASTER_KEY_ENV,
     ]  # fmt: skip
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)

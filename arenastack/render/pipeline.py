@@ -12,7 +12,7 @@ from pathlib import Path
 
 from arenastack.core.paths import IMAGES
 from arenastack.core.problems import ManifestError, Problem
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import checks as gateway_checks
 from arenastack.manifest import GpuSpec, Manifest, Model, load_manifest, resolve_models
 from arenastack.plan import checks, inventory, planner, registry
 from arenastack.plan.dialect import Dialect, cpu_dialect, cuda_dialect
@@ -72,7 +72,7 @@ def prepare(
     # The models' architectures against the image's vLLM model registry (arenastack/registry.py).
     unsupported, unchecked = registry.check(manifest, plan.models, dialect, manifest_dir)
     derived += unsupported
-    derived += gateway.problems(manifest, plan.models, manifest_dir)
+    derived += gateway_checks.problems(manifest, plan.models, manifest_dir)
     if extra_checks is not None:  # a target's own checks (Kubernetes), reported with the rest
         derived += extra_checks(manifest, plan.models, gpus or [])
     found += [p for p in derived if not loaded.derived_from_pruned(p)]

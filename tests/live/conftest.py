@@ -34,7 +34,7 @@ from python_on_whales.utils import run as run_docker
 
 from arenastack import cli
 from arenastack.core.services import WEBUI_PORT
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import litellm
 from tests.conftest import REPO, make_tiny_models
 from tests.images import build_stale_images, on_ci, why_images_cannot_be_built
 from tests.ports import free_port
@@ -258,7 +258,7 @@ def live_manifest(report: Report) -> Iterator[Path]:
     make_tiny_models()
     # The gateway's master key, one per run unless the shell has one: Compose passes it to the
     # gateway by name from this process's environment (tests/live/test_gateway.py).
-    os.environ.setdefault(gateway.MASTER_KEY_ENV, f"sk-live-{secrets.token_hex(16)}")
+    os.environ.setdefault(litellm.MASTER_KEY_ENV, f"sk-live-{secrets.token_hex(16)}")
     manifest = RUN.render(MANIFEST)
     started = time.monotonic()
     report.figures["images_built"] = build_stale_images(RUN.compose_file)

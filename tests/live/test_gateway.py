@@ -21,7 +21,7 @@ import pytest
 from openai import APIError, AuthenticationError, OpenAI
 
 from arenastack.core.services import GATEWAY_PORT, VLLM_PORT
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import litellm
 from tests.conftest import REPO
 from tests.live.conftest import LIVE, Stack
 from tests.live.test_stack import kill_engine, wait_until_restarted_and_healthy
@@ -39,7 +39,7 @@ PROMPT = "Hello! How are you today?"
 
 
 def master_key() -> str:
-    return os.environ[gateway.MASTER_KEY_ENV]
+    return os.environ[litellm.MASTER_KEY_ENV]
 
 
 def base_url(stack: Stack) -> str:
@@ -128,7 +128,7 @@ def test_no_key_is_written_into_generated_files(stack: Stack) -> None:
     for path in [stack.compose_file, *LIVE.glob(f".run-{stack.project}*")]:
         assert master_key() not in path.read_text(encoding="utf-8"), path
     environment = stack.inspect("gateway")["Config"]["Env"]
-    assert f"{gateway.MASTER_KEY_ENV}={master_key()}" in environment, "passed by name"
+    assert f"{litellm.MASTER_KEY_ENV}={master_key()}" in environment, "passed by name"
 
 
 def health(stack: Stack) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def bases(endpoints: list[dict[str, Any]]) -> set[str]:
 def status_gateway(stack: Stack) -> dict[str, Any]:
     """The gateway part of `render.py status --json`, run as an operator would: without the key
     in the shell (status asks from inside the gateway container, where the key is)."""
-    shell = {name: value for name, value in os.environ.items() if name != gateway.MASTER_KEY_ENV}
+    shell = {name: value for name, value in os.environ.items() if name != litellm.MASTER_KEY_ENV}
     command = [sys.executable, str(REPO / "render.py"), "status", str(stack.manifest)]
     result = subprocess.run(
         [*command, "-o", str(stack.compose_file), "--json"],

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from arenastack.core.problems import Problem, field_path
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import checks as gateway_checks
+from arenastack.gateway import litellm
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.plan import checks
 from arenastack.plan.memory import for_version
@@ -202,8 +203,8 @@ def warnings(prepared: Prepared) -> list[Problem]:
         )
     keys_file = manifest.gateway.keys_file
     if manifest.gateway.enabled and keys_file is not None:
-        path = gateway.keys_path(keys_file, prepared.manifest_path.resolve().parent)
-        keys = file_name_of(gateway.KEYS_FILE)
+        path = gateway_checks.keys_path(keys_file, prepared.manifest_path.resolve().parent)
+        keys = file_name_of(litellm.KEYS_FILE)
         found.append(
             Problem(
                 "gateway.keys_file",

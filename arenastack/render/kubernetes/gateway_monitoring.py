@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from arenastack.core.services import GATEWAY_PORT
-from arenastack.gateway import litellm as gateway
+from arenastack.gateway import litellm
 from arenastack.monitoring import config, grafana, prometheus
 from arenastack.plan.vllm_metrics import metric_names
 from arenastack.render.kubernetes.documents import (
@@ -40,22 +40,22 @@ PROMETHEUS_GROUP = 65534
 def gateway_resources(cluster: Cluster) -> dict[str, dict[str, Any]]:
     settings = cluster.manifest.gateway
     files = {
-        file_name_of(gateway.CONFIG_FILE): gateway.config_text(
+        file_name_of(litellm.CONFIG_FILE): litellm.config_text(
             cluster.models, settings.request_timeout
         ),
-        file_name_of(gateway.AUTH_FILE): gateway.auth_source(),
+        file_name_of(litellm.AUTH_FILE): litellm.auth_source(),
     }
     # One folder, as on Compose: LiteLLM imports the key check from its config's folder, and
     # the check reads the keys file from there. A projected volume puts the Secret's keys file
     # beside the ConfigMap's files and, unlike a subPath mount, follows changes to the Secret.
     sources: list[dict[str, Any]] = [{"configMap": {"name": "gateway-config"}}]
     if settings.keys_file is not None:
-        keys = file_name_of(gateway.KEYS_FILE)
+        keys = file_name_of(litellm.KEYS_FILE)
         item = {"key": keys, "path": keys}
         sources.append({"secret": {"name": GATEWAY_KEYS_SECRET, "items": [item]}})
-    assert {folder_of(gateway.CONFIG_FILE), folder_of(gateway.AUTH_FILE)} == {gateway.CONFIG_DIR}
-    assert folder_of(gateway.KEYS_FILE) == gateway.CONFIG_DIR
-    required = {gateway.MASTER_KEY_ENV}  # LiteLLM refuses to start without it
+    assert {folder_of(litellm.CONFIG_FILE), folder_of(litellm.AUTH_FILE)} == {litellm.CONFIG_DIR}
+    assert folder_of(litellm.KEYS_FILE) == litellm.CONFIG_DIR
+    required = {litellm.MASTER_KEY_ENV}  # LiteLLM refuses to start without it
     deployment = fragment(
         "gateway-deployment",
         {
@@ -70,11 +70,11 @@ def gateway_resources(cluster: Cluster) -> dict[str, dict[str, Any]]:
             ),
             "wait_mounts": [scripts_mount()],
             "image": gateway_image(cluster.prepared),
-            "command": unexpanded(gateway.ENTRYPOINT + gateway.command()),
-            "env": env_list(cluster, gateway.environment(), required),
+            "command": unexpanded(litellm.ENTRYPOINT + litellm.command()),
+            "env": env_list(cluster, litellm.environment(), required),
             "port": GATEWAY_PORT,
-            "mounts": [{"name": "config", "mountPath": gateway.CONFIG_DIR, "readOnly": True}],
-            "health_path": gateway.HEALTH_PATH,
+            "mounts": [{"name": "config", "mountPath": litellm.CONFIG_DIR, "readOnly": True}],
+            "health_path": litellm.HEALTH_PATH,
             "startup_failures": GATEWAY_STARTUP_FAILURES,
             "volumes": [{"name": "config", "projected": {"sources": sources}}, scripts_volume()],
         },
