@@ -47,6 +47,7 @@ def validate_leniently(data: object) -> Loaded:
         else:
             return Loaded(manifest, problems, tuple(field_path(*p) for p in pruned))
         progressed = False
+        hopeless = False
         for detail in details:
             location = _location(detail["loc"])
             # Not an echo of a field already left out, nor of leaving it out (the last model
@@ -56,11 +57,13 @@ def validate_leniently(data: object) -> Loaded:
                 problems.append(_problem(detail))
             target = _prune_target(location, detail["type"])
             if target is None:
-                return Loaded(None, problems, tuple(field_path(*p) for p in pruned))
-            if _delete(data, target):
+                # Nothing checkable remains, but the round's other errors (an unknown top-level
+                # key comes after `models`) are still true: report them before stopping.
+                hopeless = True
+            elif _delete(data, target):
                 pruned.append(target)
                 progressed = True
-        if not progressed:
+        if hopeless or not progressed:
             break
     return Loaded(None, problems, tuple(field_path(*p) for p in pruned))
 
