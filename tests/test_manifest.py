@@ -114,3 +114,31 @@ def test_all_problems_are_reported_at_once() -> None:
         parse_manifest({"models": {"a": {"model": "o/a", "dtype": "x", "port": 0, "typo": 1}}})
     paths = sorted(problem.path for problem in raised.value.problems)
     assert paths == ["models.a.dtype", "models.a.port", "models.a.typo"]
+
+
+UNKNOWN_KEY = "x: unknown key (misspelled? the manifest reference lists the keys)"
+
+
+@pytest.mark.parametrize(
+    ("models", "models_problem"),
+    [
+        ({}, "models: Dictionary should have at least 1 item after validation, not 0"),
+        (3, "models: Input should be a valid dictionary"),
+    ],
+    ids=["empty", "not-a-mapping"],
+)
+def test_unusable_models_do_not_hide_the_other_problems(
+    models: object, models_problem: str
+) -> None:
+    """Nothing checkable is left without models, but the same round's other errors are true."""
+    with pytest.raises(ManifestError) as raised:
+        parse_manifest({"models": models, "x": 1})
+    problems = [f"{problem.path}: {problem.message}" for problem in raised.value.problems]
+    assert problems == [models_problem, UNKNOWN_KEY]
+
+
+def test_missing_models_do_not_hide_the_other_problems() -> None:
+    with pytest.raises(ManifestError) as raised:
+        parse_manifest({"x": 1})
+    problems = [f"{problem.path}: {problem.message}" for problem in raised.value.problems]
+    assert problems == ["models: Field required", UNKNOWN_KEY]

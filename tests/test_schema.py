@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import jsonschema
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from arenastack import cli
 from arenastack.core.paths import MANIFEST_SCHEMA, README
-from arenastack.manifest.reference import schema_text
+from arenastack.manifest import Manifest
+from arenastack.manifest.reference import reference_markdown, schema_text
 from tests.conftest import FIXTURES, REPO
 
 
@@ -19,6 +23,41 @@ def test_schema_file_and_readme_reference_are_current() -> None:
     assert MANIFEST_SCHEMA.read_text() == schema_text(), "run `python render.py schema`"
     assert cli.main(["schema", "--check"]) == 0
     assert "| `gpu_memory_utilization` |" in README.read_text()
+
+
+def models_in(annotation: object) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and not get_args(annotation):
+        if issubclass(annotation, BaseModel):
+            yield annotation
+        return
+    for argument in get_args(annotation):  # Optional, unions, lists, dict values, Annotated
+        yield from models_in(argument)
+
+
+def reachable_blocks(model: type[BaseModel], path: str = "") -> Iterator[tuple[str, set[str]]]:
+    """The dotted path and field names of every block model under `model`."""
+    for name, info in model.model_fields.items():
+        here = f"{path}.{name}" if path else name
+        for nested in models_in(info.annotation):
+            yield here, set(nested.model_fields)
+            yield from reachable_blocks(nested, here)
+
+
+def test_reference_has_a_table_for_every_block() -> None:
+    """A table whose title names the block's path lists all its fields (`defaults` shares the
+    table of `models.<service>`, whose entries add fields of their own)."""
+    tables: dict[str, set[str]] = {}
+    for table in reference_markdown().split("\n\n**")[1:]:
+        title, _, rows = table.partition("**")
+        tables[title] = {row.split("`")[1] for row in rows.splitlines() if row.startswith("| `")}
+    blocks = list(reachable_blocks(Manifest))
+    assert {"monitoring", "monitoring.prometheus", "models", "gpus"} <= {p for p, _ in blocks}
+    missing = [
+        path
+        for path, fields in blocks
+        if not any(f"`{path}" in title and fields <= rows for title, rows in tables.items())
+    ]
+    assert missing == []
 
 
 def test_stale_schema_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
