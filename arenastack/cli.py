@@ -21,7 +21,12 @@ import sys
 from pathlib import Path
 
 from arenastack.core.files import write_atomically
-from arenastack.core.paths import INSTALL_HINT, MANIFEST_SCHEMA, README, missing_from_checkout
+from arenastack.core.paths import (
+    INSTALL_HINT,
+    MANIFEST_REFERENCE,
+    MANIFEST_SCHEMA,
+    missing_from_checkout,
+)
 from arenastack.core.problems import ManifestError, Problem, RendererBug
 from arenastack.gateway import checks as gateway_checks
 from arenastack.manifest.reference import reference_markdown, schema_text
@@ -143,7 +148,7 @@ def _schema_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="render.py schema",
         description="Write the manifest's JSON Schema to compose/manifest.schema.json and its "
-        "reference into README.md.",
+        "reference into docs/manifest.md.",
     )
     parser.add_argument(
         "--check", action="store_true", help="fail if the file is not current; write nothing"
@@ -206,13 +211,16 @@ REFERENCE_START = "<!-- manifest-reference:start -->\n"
 REFERENCE_END = "<!-- manifest-reference:end -->"
 
 
-def _with_reference(readme: str) -> str:
-    start = readme.index(REFERENCE_START) + len(REFERENCE_START)
-    return readme[:start] + reference_markdown() + readme[readme.index(REFERENCE_END) :]
+def _with_reference(page: str) -> str:
+    start = page.index(REFERENCE_START) + len(REFERENCE_START)
+    return page[:start] + reference_markdown() + page[page.index(REFERENCE_END) :]
 
 
 def _schema(args: argparse.Namespace) -> int:
-    wanted = {MANIFEST_SCHEMA: schema_text(), README: _with_reference(README.read_text())}
+    wanted = {
+        MANIFEST_SCHEMA: schema_text(),
+        MANIFEST_REFERENCE: _with_reference(MANIFEST_REFERENCE.read_text()),
+    }
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:

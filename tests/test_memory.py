@@ -5,7 +5,7 @@ Measured 2026-11-25 on the lent H100 80GB HBM3 (NVML 81,559 MiB; CUDA reports 79
 dummy weights (`--load-format dummy`), one server at a time unless said otherwise, each line from
 that server's own log (`GPU KV cache size`, `Available KV cache memory`) and `nvidia-smi`.
 Sources: ../shared/gpu-run/README.md (first runs, real random-weight files) and this branch's
-runs (`tools/gpu/measure-vllm-memory.sh`, DEBUG logs); README "Memory planner" has the full table.
+runs (`tools/gpu/measure-vllm-memory.sh`, DEBUG logs); docs/planner.md has the full table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The exported JSON Schema is current and accepts what the model accepts."""
+"""The exported JSON Schema and the manifest reference in docs/manifest.md are current, and the
+schema accepts what the model accepts."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ import yaml
 from pydantic import BaseModel
 
 from arenastack import cli
-from arenastack.core.paths import MANIFEST_SCHEMA, README
+from arenastack.core.paths import MANIFEST_REFERENCE, MANIFEST_SCHEMA
 from arenastack.manifest import Manifest
 from arenastack.manifest.reference import reference_markdown, schema_text
 from tests.conftest import FIXTURES, REPO
 
 
-def test_schema_file_and_readme_reference_are_current() -> None:
+def test_schema_file_and_manifest_reference_are_current() -> None:
     assert MANIFEST_SCHEMA.read_text() == schema_text(), "run `python render.py schema`"
     assert cli.main(["schema", "--check"]) == 0
-    assert "| `gpu_memory_utilization` |" in README.read_text()
+    assert MANIFEST_REFERENCE == REPO / "docs" / "manifest.md"
+    assert "| `gpu_memory_utilization` |" in MANIFEST_REFERENCE.read_text()
 
 
 def models_in(annotation: object) -> Iterator[type[BaseModel]]:
@@ -65,6 +67,28 @@ def test_stale_schema_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     stale.write_text("{}\n")
     monkeypatch.setattr(cli, "MANIFEST_SCHEMA", stale)
     assert cli.main(["schema", "--check"]) == 1
+
+
+def test_stale_reference_is_reported_and_rewritten_between_its_markers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`render.py schema` owns only what lies between the markers of docs/manifest.md."""
+    page = tmp_path / "manifest.md"
+    before, after = "# Manifest\n\nProse kept.\n\n", "\nMore prose kept.\n"
+    page.write_text(f"{before}{cli.REFERENCE_START}| stale |\n{cli.REFERENCE_END}{after}")
+    monkeypatch.setattr(cli, "MANIFEST_REFERENCE", page)
+    schema = tmp_path / "manifest.schema.json"  # so that nothing in the checkout is written
+    schema.write_text(schema_text())
+    monkeypatch.setattr(cli, "MANIFEST_SCHEMA", schema)
+    assert cli.main(["schema", "--check"]) == 1
+    assert f"{page} is stale" in capsys.readouterr().err
+    assert "| stale |" in page.read_text(), "--check writes nothing"
+    assert cli.main(["schema"]) == 0
+    text = page.read_text()
+    assert text.startswith(before + cli.REFERENCE_START)
+    assert text.endswith(cli.REFERENCE_END + after)
+    assert "| stale |" not in text and "| `gpu_memory_utilization` |" in text
+    assert cli.main(["schema", "--check"]) == 0
 
 
 MANIFESTS = sorted((REPO / "compose").glob("**/*.yaml")) + sorted(

@@ -15,7 +15,8 @@ MODEL_CATALOG = REPO / "compose" / "model-info"
 # The model architectures of each recorded vLLM version (tools/vllm_registry.py writes them).
 VLLM_REGISTRY = REPO / "compose" / "vllm-registry"
 MANIFEST_SCHEMA = REPO / "compose" / "manifest.schema.json"
-README = REPO / "README.md"
+# `render.py schema` writes the manifest reference between its markers in this page.
+MANIFEST_REFERENCE = REPO / "docs" / "manifest.md"
 
 INSTALL_HINT = (
     "arenastack runs from a checkout of its repository: it reads templates/, images/ and "

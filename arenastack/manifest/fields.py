@@ -20,7 +20,7 @@ EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 # The newest vLLM release that builds with the CUDA 12.3 toolkit of the NGC PyTorch 24.01 image
 # and serves the seed's five models: v0.8.3 dropped the DeciLM-7B implementation (vLLM #15008).
-# The README's compatibility matrix says more.
+# The compatibility matrix in docs/images.md says more.
 DEFAULT_VLLM_REF = "v0.8.2"
 # A release tag, as PyPI names the version: v0.8.2, v0.6.3.post1.
 RELEASE_REF = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(\.post[0-9]+)?$")

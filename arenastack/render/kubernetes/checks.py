@@ -191,7 +191,7 @@ def warnings(prepared: Prepared) -> list[Problem]:
             Problem(
                 "kubernetes.registry",
                 "not set: the pods name the bare local image tags, which every node must already "
-                "hold (set a registry and push the images there, see the README)",
+                "hold (set a registry and push the images there, see docs/kubernetes.md)",
             )
         )
     if manifest.hf_cache.host_path is not None:
