@@ -232,7 +232,7 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- operating the stack (arenastack/live_view.py, arenastack/stack_status.py) ---------------
+# --- operating the stack (arenastack/operate/) ---------------
 
 
 def operator_parser(command: str) -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@
 Sending the multi-GB build contexts to the engine takes minutes even when every layer is cached,
 so an image is rebuilt only when it is missing or its recipe changed since it was last built:
 which recipe each image was built from is kept in ~/.cache/arenastack/built-images.json. The live
-stack (tests/live/conftest.py) and vLLM's own parser (tests/test_vllm_parser.py) both build
+stack (tests/live/conftest.py) and vLLM's own parser (tests/heavy/test_vllm_parser.py) both build
 through `build_stale_images`, so neither rebuilds what the other built.
 """
 

@@ -1,7 +1,8 @@
 """Parse vLLM server command lines with the real argument parser of the vLLM installed here.
 
-Runs inside a vLLM image (tests/test_vllm_parser.py mounts it): `python vllm_parse.py < cmds.json`
-where commands.json is `[{"name": "models.phi3", "argv": ["vllm", "serve", "MODEL", ...]}, ...]`.
+Runs inside a vLLM image (tests/heavy/test_vllm_parser.py mounts it):
+`python vllm_parse.py < cmds.json` where commands.json is
+`[{"name": "models.phi3", "argv": ["vllm", "serve", "MODEL", ...]}, ...]`.
 Prints one JSON object: name → "ok" or the parser's error message.
 
 `vllm serve ...` goes through vLLM's own CLI entry point (`vllm.entrypoints.cli.main.main`): its

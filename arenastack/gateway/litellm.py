@@ -36,7 +36,7 @@ KEYS_FILE = f"{CONFIG_DIR}/keys.yaml"
 # vLLM's servers run without --api-key; LiteLLM still wants a value to send.
 NO_API_KEY = "none"
 PROVIDER = "hosted_vllm"
-# LiteLLM's `GET /health` (what `render.py status` asks, arenastack/gateway_health.py) sends every
+# LiteLLM's `GET /health` (what `render.py status` asks, operate/gateway_health.py) sends every
 # model a real chat request at once: by default up to 16 tokens and 60 s each
 # (litellm/proxy/health_check.py, 1.108.7). One token is enough to show the model answers and
 # costs a CPU model little; a model that hangs is reported after this many seconds instead.

@@ -18,7 +18,7 @@ bounded by `model_info.health_check_timeout`, and answers
      "healthy_count": 2, "unhealthy_count": 1}
 
 `model_id` is the deployment's `model_info.id`, which the generated config sets to the service
-name (arenastack/litellm.py); `api_base` (shown to the master key, an admin) names it too. The
+name (gateway/litellm.py); `api_base` (shown to the master key, an admin) names it too. The
 config limits each probe to one token and litellm.HEALTH_CHECK_TIMEOUT_S seconds, so asking costs
 each model a short prefill and one token, and a model that hangs is reported rather than waited on.
 """

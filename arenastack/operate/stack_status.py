@@ -9,7 +9,7 @@ Generation tokens/s come from Prometheus over the last minute when monitoring is
 is published; otherwise from two reads of the server's counter `window` seconds apart.
 
 With a gateway: whether it reaches each model, from LiteLLM's own /health
-(arenastack/gateway_health.py), or one line saying why that is unknown.
+(arenastack/operate/gateway_health.py), or one line saying why that is unknown.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def activation_bytes(model: Model, info: ModelInfo | None) -> int:
 def overhead_bytes(
     model: Model, info: ModelInfo | None, mm: MemoryModel = V0_8, gpu: GpuSpec | None = None
 ) -> int:
-    """Inside the fraction besides weights and KV cache, per vLLM version (arenastack/memory.py);
+    """Inside the fraction besides weights and KV cache, per vLLM version (plan/memory.py);
     `gpu` decides vLLM's batch defaults (an 80 GiB A100's when unknown)."""
     graphs = 0.0 if model.enforce_eager else CUDA_GRAPHS_GIB
     if info is None:

@@ -69,7 +69,7 @@ def prepare(
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
     derived += checks.problems(manifest, plan.models, None if gpus is None else len(gpus), dialect)
     derived += plan.problems
-    # The models' architectures against the image's vLLM model registry (arenastack/registry.py).
+    # The models' architectures against the image's vLLM model registry (plan/registry.py).
     unsupported, unchecked = registry.check(manifest, plan.models, dialect, manifest_dir)
     derived += unsupported
     derived += gateway_checks.problems(manifest, plan.models, manifest_dir)

@@ -13,8 +13,9 @@ plugin or base image is at hand these tests skip; under CI=true they fail instea
   2.6 with its CUDA libraries). Marker `vllm_wheel`, in the default run: 30-75 s once the image
   exists. On a cold machine its wheelhouse (3.6 GB, 4 min, fetched by tools/bootstrap) and its
   build (about 19 min on the shared 2-core machine; 21 GB of disk, 25 GB while building) come
-  first. Alone: `pytest -m vllm_wheel tests/test_vllm_parser.py`. tests/test_vllm_flags.py also
-  still checks every rendered flag against v0.8.2's argument list read from its sdist.
+  first. Alone: `pytest -m vllm_wheel tests/heavy/test_vllm_parser.py`.
+  tests/heavy/test_vllm_flags.py also still checks every rendered flag against v0.8.2's argument
+  list read from its sdist.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from arenastack.render import endpoints, k8s_pod, kubernetes, stack
 from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, Case, render
-from tests.test_checks import BAD, header
+from tests.unit.plan.test_checks import BAD, header
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 BAD_KUBERNETES = sorted((FIXTURES / "bad-kubernetes").glob("*.yaml"))

@@ -120,7 +120,7 @@ def test_tensor_parallel_reserves_both_gpus() -> None:
 
 
 def test_start_chains_follow_every_gpu_of_a_tensor_parallel_model() -> None:
-    from tests.test_planner import model
+    from tests.unit.plan.test_planner import model
 
     models = [model("a", (0,)), model("tp", (0, 1)), model("b", (1,)), model("c", (0,))]
     assert start_chains(models) == [[], ["a"], ["tp"], ["tp"]]

@@ -22,7 +22,7 @@ from arenastack.operate.gateway_health import HEALTHY, NOT_LISTED, UNHEALTHY, Ga
 from arenastack.plan.vllm_metrics import metric_names
 from arenastack.render.pipeline import prepare
 from tests.conftest import FIXTURES, REPO
-from tests.test_up_status import container
+from tests.unit.operate.test_up_status import container
 
 ONE_DOWN = json.loads((FIXTURES / "litellm" / "health-one-down.json").read_text())
 SERVICES = ["tiny-a", "tiny-b", "tiny-q"]

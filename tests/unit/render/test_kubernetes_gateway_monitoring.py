@@ -23,8 +23,14 @@ from arenastack.render.kubernetes.documents import CONFIG_DIGEST
 from arenastack.render.pipeline import compose_text, prepare
 from tests.conftest import FIXTURES, REPO
 from tests.k8s_cases import CASES, render
-from tests.test_compose import unescape
-from tests.test_kubernetes import OLDEST_AND_NEWEST, container, expanded, kustomize, parsed
+from tests.unit.render.test_compose import unescape
+from tests.unit.render.test_kubernetes import (
+    OLDEST_AND_NEWEST,
+    container,
+    expanded,
+    kustomize,
+    parsed,
+)
 
 CASE = next(c for c in CASES if c.name == "gateway-monitoring")
 MANIFEST = CASE.manifest

@@ -18,7 +18,7 @@ from arenastack.gateway import litellm
 from arenastack.render.pipeline import compose_text, prepare
 from tests.cases import CASES, OUTPUT, render
 from tests.conftest import FIXTURES, REPO
-from tests.test_compose import COMPOSE, unescape
+from tests.unit.render.test_compose import COMPOSE, unescape
 
 GATEWAY_CASE = next(c for c in CASES if c.name == "gateway")
 HOSTILE = FIXTURES / "manifests" / "hostile.yaml"
@@ -52,7 +52,7 @@ def test_every_model_is_routed_by_served_name_to_its_own_server() -> None:
     assert small["model"] == "hosted_vllm/Qwen/Qwen2.5-0.5B-Instruct"
     assert small["api_base"] == "http://small:8000/v1"
     assert entries["smol"]["litellm_params"]["api_base"] == "http://tiny:8000/v1"
-    # The service name is the deployment id /health reports (arenastack/gateway_health.py); its
+    # The service name is the deployment id /health reports (operate/gateway_health.py); its
     # probe of each model is one token, and bounded.
     assert entries["smol"]["model_info"] == {
         "id": "tiny",
