@@ -276,12 +276,17 @@ def _watch(
     compose_output: Any,
     timeout_s: float,
     printer: Printer,
+    now: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Failure | None:
+    """Looks at the stack once a second until it is all healthy or a service failed; `now` is
+    the clock `watch.started` was read from."""
+
     def logs(container: Container) -> list[str]:
         return stack_state.logs(docker, container, LOG_LINES)
 
     while True:
-        clock = time.monotonic()
+        clock = now()
         containers = stack_state.look(docker, project)
         for model in watch.models:
             container = containers.get(model.service)
@@ -313,7 +318,7 @@ def _watch(
         if clock - watch.started > timeout_s:
             waiting = [s for s, line in watch.lines.items() if line.state not in (HEALTHY, "done")]
             return Failure(", ".join(waiting), f"not healthy after {timeout_s:.0f} s", [], None)
-        time.sleep(1.0)
+        sleep(1.0)
 
 
 def _report_failure(docker: DockerClient, project: str, failure: Failure, stream: TextIO) -> int:

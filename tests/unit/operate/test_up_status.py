@@ -204,9 +204,46 @@ def test_a_container_that_turns_unhealthy_as_compose_gives_up_is_named(
         None,
         60.0,
         Silent(),  # type: ignore[arg-type]
+        now=lambda: 0.0,  # the watch's own clock: no time has passed, so no timeout
     )
     assert failure is not None and failure.service == "solo"
     assert failure.reason == "its healthcheck failed"
+
+
+def test_a_stack_not_healthy_in_time_names_who_is_still_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The timeout is measured on the watch's own clock: ten looks ten seconds apart, a 25 s
+    limit, and the failure comes at the look after 25 s, naming the services not yet healthy."""
+    watch = live_view.Watch([model("a", 0), model("b", 1)], [], max_restarts=2, started=100.0)
+    healthy_a = {"a": container("a", health="healthy"), "b": container("b")}
+    monkeypatch.setattr(stack_state, "look", lambda docker, project: healthy_a)
+    monkeypatch.setattr(stack_state, "logs", lambda docker, c, n: [])
+    ticks = iter(100.0 + 10 * n for n in range(10))
+    looked_at: list[float] = []
+
+    class StillStarting:
+        def poll(self) -> None:
+            return None
+
+    class Recording:
+        def show(self, watch: object, clock: float) -> None:
+            looked_at.append(clock)
+
+    failure = live_view._watch(
+        None,  # type: ignore[arg-type]
+        "p",
+        watch,
+        StillStarting(),  # type: ignore[arg-type]
+        None,
+        25.0,
+        Recording(),  # type: ignore[arg-type]
+        now=lambda: next(ticks),
+        sleep=lambda seconds: None,
+    )
+    assert failure is not None
+    assert (failure.service, failure.reason) == ("fetch-models, b", "not healthy after 25 s")
+    assert looked_at == [100.0, 110.0, 120.0, 130.0]
 
 
 def test_inspect_record_and_project_name() -> None:
