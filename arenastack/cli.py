@@ -240,15 +240,11 @@ def operator_parser(command: str) -> argparse.ArgumentParser:
         "up": "Render, build missing images, start the stack and watch every model come up.",
         "status": "State, health and load of every model of the running stack.",
     }[command]
+    from arenastack.operate import stack_state
+
     parser = argparse.ArgumentParser(prog=f"render.py {command}", description=description)
     _common(parser)
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        default=DEFAULT_OUTPUT,
-        help=f"compose file of the stack (default {DEFAULT_OUTPUT})",
-    )
+    stack_state.add_location_options(parser)
     if command == "up":
         parser.add_argument(
             "--max-restarts",
@@ -278,19 +274,20 @@ def operator_parser(command: str) -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from arenastack.operate import live_view
+    from arenastack.operate import live_view, stack_state
 
     prepared = prepare(args.manifest, args.gpus)
     _warn(prepared.warnings)
     write_atomically(args.output, compose_text(prepared, args.output))
     print(f"wrote {args.output} (vLLM dialect {prepared.dialect.label})", flush=True)
+    location = stack_state.locate(prepared.manifest, args)
     return live_view.up(
-        prepared.manifest, prepared.plan.models, args.output, args.max_restarts, args.timeout
+        prepared.manifest, prepared.plan.models, location, args.max_restarts, args.timeout
     )
 
 
 def _status(args: argparse.Namespace) -> int:
-    from arenastack.operate import stack_status
+    from arenastack.operate import stack_state, stack_status
     from arenastack.plan.vllm_metrics import metric_names
 
     prepared = prepare(args.manifest, args.gpus)
@@ -298,7 +295,7 @@ def _status(args: argparse.Namespace) -> int:
         prepared.manifest,
         prepared.plan.models,
         metric_names(prepared.dialect.version),
-        args.output,
+        stack_state.locate(prepared.manifest, args),
         prepared.gpus,
         args.window,
     )

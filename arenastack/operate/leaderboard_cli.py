@@ -1,9 +1,11 @@
 """`render.py leaderboard`: the experiment's leaderboard on the command line.
 
-    render.py leaderboard [MANIFEST] [--logs DIR] [--json | --csv] [--plot PATH.png]
+    render.py leaderboard [MANIFEST] [-o COMPOSE_FILE] [-p PROJECT] [--logs DIR]
+                          [--json | --csv] [--plot PATH.png]
 
 Without `--logs` it copies the running stack's votes for the manifest's experiment out of the web
-UI container (`docker compose cp`) and rates them here; with `--logs` it reads a folder of
+UI container (`docker cp`) and rates them here; the container is found as `up` and `status`
+find the stack, by its Compose project (stack_state.locate); with `--logs` it reads a folder of
 FastChat logs recursively (a copy of the volume, say) and needs no stack. A manifest given with
 `--logs` supplies the settings (`leaderboard:`) and the model names; without one every name in
 the logs counts and the defaults apply.
@@ -12,20 +14,21 @@ the logs counts and the defaults apply.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from python_on_whales import DockerException
 
 from arenastack.arena import leaderboard
 from arenastack.arena.ratings import Leaderboard, Settings
 from arenastack.core.files import write_atomically
 from arenastack.core.problems import ManifestError
 from arenastack.manifest import Manifest, load_manifest, resolve_models
-from arenastack.render import arena_json as arena
+from arenastack.operate import stack_state
+from arenastack.render import arena_json
 
 DEFAULT_MANIFEST = Path("compose/models.yaml")
-DEFAULT_COMPOSE = Path("docker-compose.yml")
 
 
 class StackError(Exception):
@@ -45,14 +48,8 @@ def parser() -> argparse.ArgumentParser:
         help=f"manifest of the experiment (default {DEFAULT_MANIFEST}; with --logs, optional)",
     )
     p.add_argument("--logs", type=Path, metavar="DIR", help="read FastChat logs from DIR instead")
-    p.add_argument(
-        "-f",
-        "--compose-file",
-        type=Path,
-        default=DEFAULT_COMPOSE,
-        help=f"compose file of the running stack (default {DEFAULT_COMPOSE})",
-    )
-    p.add_argument("-p", "--project", help="compose project name, if not the file's own")
+    # -f/--compose-file: this command's spelling before `up` and `status` shared theirs.
+    stack_state.add_location_options(p, "-f", "--compose-file")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the rows as JSON")
     output.add_argument("--csv", action="store_true", help="print the rows as CSV")
@@ -72,22 +69,24 @@ def settings_of(manifest: Manifest | None) -> tuple[Settings, bool]:
     return settings, board.identity_filter
 
 
-def copy_from_stack(compose_file: Path, project: str | None, folder: str, target: Path) -> None:
-    """The experiment's log folder, copied out of the web UI container."""
-    command = ["docker", "compose", "-f", str(compose_file)]
-    if project:
-        command += ["-p", project]
-    command += ["cp", f"webui:{folder}/.", str(target)]
+def copy_from_stack(location: stack_state.Location, folder: str, target: Path) -> None:
+    """The experiment's log folder, copied out of the stack's web UI container (found by its
+    project, as `status` finds the models)."""
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise StackError(f"cannot run docker compose: {error}") from None
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        docker = location.client()
+        webui = stack_state.look(docker, location.project).get("webui")
+        if webui is None:
+            raise StackError(
+                f"the stack of project {location.project!r} has no webui container: is the stack "
+                "up? (`render.py up MANIFEST`; -o/-p name another stack; --logs DIR reads a copy)"
+            )
+        docker.container.copy((webui.id, f"{folder}/."), target)
+    except DockerException as error:
+        detail = (error.stderr or error.stdout or str(error)).strip().splitlines()
         raise StackError(
-            f"cannot copy {folder} from the stack's webui ({' '.join(command)}): "
-            f"{detail[-1] if detail else 'failed'}; is the stack up? --logs DIR reads a copy"
-        )
+            f"cannot copy {folder} from the stack's webui: {detail[-1] if detail else 'failed'}; "
+            "is the stack up? --logs DIR reads a copy"
+        ) from None
 
 
 def board_for(args: argparse.Namespace) -> tuple[Leaderboard, str]:
@@ -113,9 +112,8 @@ def board_for(args: argparse.Namespace) -> tuple[Leaderboard, str]:
         return board, title
     assert manifest is not None
     with tempfile.TemporaryDirectory(prefix="arenastack-votes-") as temporary:
-        copy_from_stack(
-            args.compose_file, args.project, arena.logs_folder(manifest), Path(temporary)
-        )
+        location = stack_state.locate(manifest, args)
+        copy_from_stack(location, arena_json.logs_folder(manifest), Path(temporary))
         board = leaderboard.compute(Path(temporary), settings, known, identity_filter, words)
     return board, title
 

@@ -20,7 +20,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
@@ -233,14 +232,14 @@ def web_address(manifest: Manifest) -> str:
 def up(
     manifest: Manifest,
     models: list[Model],
-    compose_file: Path,
+    location: stack_state.Location,
     max_restarts: int,
     timeout_s: float,
     stream: TextIO = sys.stdout,
 ) -> int:
-    document = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
-    project = stack_state.project_name(manifest, compose_file)
-    docker = stack_state.client(compose_file, project)
+    document = yaml.safe_load(location.compose_file.read_text(encoding="utf-8"))
+    project = location.project
+    docker = location.client()
     build_missing(docker, document, stream)
     others = [
         s for s in ("controller", "webui", "prometheus", "grafana") if s in document["services"]

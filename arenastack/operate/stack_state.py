@@ -7,6 +7,7 @@ state, health and restart count of a container always come from the same moment.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
+DEFAULT_COMPOSE_FILE = Path("docker-compose.yml")
+
+
 def project_name(manifest: Manifest, compose_file: Path) -> str:
     """The manifest's `project`, else what Compose derives from the compose file's folder."""
     if manifest.project:
@@ -31,8 +35,41 @@ def project_name(manifest: Manifest, compose_file: Path) -> str:
     return re.sub(r"[^a-z0-9_-]", "", folder).lstrip("_-") or "default"
 
 
-def client(compose_file: Path, project: str) -> DockerClient:
-    return DockerClient(compose_files=[compose_file], compose_project_name=project)
+def add_location_options(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """The options by which `up`, `status` and `leaderboard` all find the stack: its compose
+    file (`aliases` are older spellings a command keeps) and, rarely needed, its project."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        *aliases,
+        dest="output",
+        type=Path,
+        default=DEFAULT_COMPOSE_FILE,
+        help=f"compose file of the stack (default {DEFAULT_COMPOSE_FILE}); the stack's "
+        "containers are found by its Compose project, the manifest's `project` or else this "
+        "file's folder name, as Compose names it",
+    )
+    parser.add_argument(
+        "-p",
+        "--project",
+        help="Compose project name, where the stack was started under another one",
+    )
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a running stack is: its compose file and the Compose project its containers carry."""
+
+    compose_file: Path
+    project: str
+
+    def client(self) -> DockerClient:
+        return DockerClient(compose_files=[self.compose_file], compose_project_name=self.project)
+
+
+def locate(manifest: Manifest, args: argparse.Namespace) -> Location:
+    project = args.project or project_name(manifest, args.output)
+    return Location(args.output, project)
 
 
 @dataclass(frozen=True)

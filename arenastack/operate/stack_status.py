@@ -114,12 +114,12 @@ def collect(
     manifest: Manifest,
     models: list[Model],
     names: MetricNames,
-    compose_file: Path,
+    location: stack_state.Location,
     gpus: list[GpuSpec],
     window_s: float,
 ) -> StackStatus:
-    project = stack_state.project_name(manifest, compose_file)
-    docker = stack_state.client(compose_file, project)
+    project = location.project
+    docker = location.client()
     containers = stack_state.look(docker, project)
     moment = stack_state.now()
     statuses = []

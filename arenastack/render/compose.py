@@ -137,7 +137,6 @@ def _webui(stack: Stack) -> dict[str, Any]:
         "endpoints_file": ENDPOINTS_FILE,
         "arena_file": arena_json.ARENA_FILE,
         **_published(webui.bind_address or manifest.bind_address, webui.port, WEBUI_PORT),
-        "models": [m.service for m in stack.models],
     }
 
 

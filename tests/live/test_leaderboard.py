@@ -133,10 +133,9 @@ print(json.dumps({"module": module.__file__, "files": files}))
 
 
 def cli_rows(stack: Stack, manifest: Path) -> list[dict[str, Any]]:
-    result = repo_python(
-        "render.py", "leaderboard", str(manifest), "-f", str(RUN.compose_file),
-        "-p", RUN.project, "--json", timeout=180,
-    )  # fmt: skip
+    """As a user asks after `render.py up MANIFEST -o FILE`: by the manifest alone, whose
+    project finds the stack (the run's compose file is not the default docker-compose.yml)."""
+    result = repo_python("render.py", "leaderboard", str(manifest), "--json", timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     rows: list[dict[str, Any]] = json.loads(result.stdout)
     return rows

@@ -14,7 +14,6 @@ from typing import Any
 import jinja2
 
 from arenastack.core.paths import TEMPLATES
-from arenastack.core.services import VLLM_PORT
 from arenastack.manifest import Manifest, Model
 from arenastack.render import stack, templates
 from arenastack.render.pipeline import Prepared
@@ -57,13 +56,6 @@ def labels_of(name: str, component: str) -> dict[str, str]:
 
 def selector_of(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, **PART_OF}
-
-
-def every_model_healthy(cluster: Cluster) -> list[str]:
-    wait = []
-    for model in cluster.models:
-        wait += ["--healthy", f"http://{model.service}:{VLLM_PORT}/health"]
-    return wait
 
 
 def file_name_of(path: str) -> str:

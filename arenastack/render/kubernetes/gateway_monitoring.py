@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arenastack.core.services import GATEWAY_PORT
+from arenastack.core.services import GATEWAY_PORT, VLLM_PORT
 from arenastack.gateway import litellm
 from arenastack.monitoring import config, grafana, prometheus
 from arenastack.plan.vllm_metrics import metric_names
@@ -18,7 +18,6 @@ from arenastack.render.kubernetes.documents import (
     configmap_resource,
     digest_of,
     env_list,
-    every_model_healthy,
     file_name_of,
     folder_of,
     fragment,
@@ -66,7 +65,7 @@ def gateway_resources(cluster: Cluster) -> dict[str, dict[str, Any]]:
             # official image is not known here to have python3.
             "wait_image": cluster.fastchat_image,
             "wait_command": unexpanded(
-                ["python3", f"{SCRIPTS_DIR}/k8s_pod.py", "wait", *every_model_healthy(cluster)]
+                ["python3", f"{SCRIPTS_DIR}/k8s_pod.py", "wait", *_every_model_healthy(cluster)]
             ),
             "wait_mounts": [scripts_mount()],
             "image": gateway_image(cluster.prepared),
@@ -197,3 +196,10 @@ def grafana_resources(cluster: Cluster) -> dict[str, dict[str, Any]]:
         "grafana-deployment.yaml": deployment,
         "grafana-service.yaml": service_resource("grafana", "monitoring", grafana.GRAFANA_PORT),
     }
+
+
+def _every_model_healthy(cluster: Cluster) -> list[str]:
+    wait = []
+    for model in cluster.models:
+        wait += ["--healthy", f"http://{model.service}:{VLLM_PORT}/health"]
+    return wait

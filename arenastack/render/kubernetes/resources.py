@@ -28,7 +28,6 @@ from arenastack.render.kubernetes.documents import (
     configmap_resource,
     digest_of,
     env_list,
-    every_model_healthy,
     file_name_of,
     fragment,
     labels_of,
@@ -216,8 +215,8 @@ def _controller(cluster: Cluster) -> dict[str, Any]:
 
 
 def _webui(cluster: Cluster, files_digest: str) -> dict[str, Any]:
+    # As on Compose, the UI waits for the controller alone: its models come from a file.
     wait = ["--healthy", f"http://controller:{CONTROLLER_PORT}/test_connection"]
-    wait += every_model_healthy(cluster)
     init = {
         "name": "wait",
         "image": cluster.fastchat_image,

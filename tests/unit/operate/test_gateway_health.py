@@ -325,7 +325,12 @@ def test_collect_asks_the_gateway_only_when_the_stack_has_one(
     prepared = prepare(manifest)
     names = metric_names((0, 32, 0))
     status = stack_status.collect(
-        prepared.manifest, prepared.plan.models, names, tmp_path / "c.yml", prepared.gpus, 0
+        prepared.manifest,
+        prepared.plan.models,
+        names,
+        stack_state.Location(tmp_path / "c.yml", "p"),
+        prepared.gpus,
+        0,
     )
     assert all(m.state == "absent" for m in status.models)
     if expected is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arenastack.manifest import Model
+from arenastack.manifest import Manifest, Model
 from arenastack.operate import diagnosis, live_view, stack_state, stack_status
 from arenastack.operate.stack_state import Container
 from arenastack.plan import vllm_metrics
@@ -290,9 +290,12 @@ def test_up_renders_then_hands_the_stack_to_the_live_view(
 
     seen: dict[str, object] = {}
 
-    def fake_up(manifest: object, models: list[Model], compose_file: Path, *rest: object) -> int:
+    def fake_up(
+        manifest: object, models: list[Model], location: stack_state.Location, *rest: object
+    ) -> int:
         seen["models"] = [m.service for m in models]
-        seen["written"] = compose_file.read_text(encoding="utf-8")
+        seen["written"] = location.compose_file.read_text(encoding="utf-8")
+        seen["project"] = location.project
         seen["rest"] = rest
         return 7
 
@@ -305,3 +308,37 @@ def test_up_renders_then_hands_the_stack_to_the_live_view(
     assert seen["models"] == ["qwen", "smollm"]
     assert "services:" in str(seen["written"])
     assert seen["rest"] == (3, 3600)
+    assert seen["project"] == stack_state.project_name(parse_cpu_manifest(), output)
+
+
+@pytest.mark.parametrize("command", ["up", "status", "leaderboard"])
+def test_every_operating_command_finds_the_stack_the_same_way(command: str, tmp_path: Path) -> None:
+    """`up my.yaml -o my-compose.yml` started a stack; `status my.yaml` and `leaderboard my.yaml`
+    (no -o) must find it: the project is the manifest's, else the compose file's folder name,
+    and every command takes -o and -p alike."""
+    from arenastack import cli
+    from arenastack.manifest import parse_manifest
+    from arenastack.operate import leaderboard_cli
+
+    manifest = parse_manifest({"models": {"a": {"model": "org/a"}}})
+    folder = tmp_path / "My_Experiment"
+    folder.mkdir()
+    parser = leaderboard_cli.parser() if command == "leaderboard" else cli.operator_parser(command)
+    started = stack_state.locate(manifest, parser.parse_args(["-o", str(folder / "my.yml")]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        found = stack_state.locate(manifest, parser.parse_args(["m.yaml"]))
+    assert found.project == started.project == "my_experiment"
+    assert stack_state.locate(manifest, parser.parse_args(["-p", "other"])).project == "other"
+    named = parse_manifest({"project": "june", "models": {"a": {"model": "org/a"}}})
+    assert stack_state.locate(named, parser.parse_args(["-o", "/elsewhere/x.yml"])).project == (
+        "june"
+    )
+
+
+def parse_cpu_manifest() -> Manifest:
+    from arenastack.manifest import load_manifest
+
+    loaded = load_manifest(REPO / "compose/cpu.yaml")
+    assert loaded.manifest is not None
+    return loaded.manifest
