@@ -282,7 +282,12 @@ def _up(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} (vLLM dialect {prepared.dialect.label})", flush=True)
     location = stack_state.locate(prepared.manifest, args)
     return live_view.up(
-        prepared.manifest, prepared.plan.models, location, args.max_restarts, args.timeout
+        prepared.manifest,
+        prepared.plan.models,
+        location,
+        args.max_restarts,
+        args.timeout,
+        together=prepared.plan.together,
     )
 
 

@@ -41,6 +41,7 @@ CASES = [
     Case("wheel", FIXTURES / "manifests/wheel.yaml", "1x80@9.0"),
     Case("single-ui-host-cache", FIXTURES / "manifests/single-ui-host-cache.yaml", "1x24@8.9"),
     Case("gateway", FIXTURES / "manifests/gateway.yaml", None),
+    Case("elastic", FIXTURES / "manifests/elastic.yaml", "1x139.8@9.0"),
 ]
 
 # The compose file is rendered as if written to the repository root, as `python render.py` does.

@@ -41,6 +41,8 @@ CASES = [
     Case("whole-gpus", FIXTURES / "manifests/k8s-whole-gpus.yaml", None, None),
     Case("cpu", REPO / "compose/cpu.yaml", None, None),
     Case("gateway-monitoring", FIXTURES / "manifests/k8s-gateway-monitoring.yaml", None, None),
+    # Models sized in bytes start together: no init container waits for a neighbour.
+    Case("current-hami", REPO / "compose/experiments/current.yaml", "1x80@9.0", "hami"),
 ]
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PlainValidator, TypeAdapter, WithJsonSchema
 
@@ -87,4 +87,20 @@ class Planner(Strict):
         True,
         description="Let the planner read config.json and safetensors metadata from the hub "
         "when a model is not in a local folder, the local cache or the catalog.",
+    )
+    kv_cache: Literal["exact", "elastic"] = Field(
+        "exact",
+        description="'exact': on vLLM v0.10.2 and later, every model whose fraction is 'auto' "
+        "gets exactly the KV cache max_model_len x full_length_sequences needs, in bytes "
+        "(--kv-cache-memory-bytes), sized without vLLM's memory profile; the others keep their "
+        "fractions. 'elastic': kvcached in the vLLM image maps KV-cache pages on demand, so the "
+        "models of a GPU share one pool and an idle one holds none (CUDA, vLLM v0.9.2 and "
+        "later).",
+    )
+    start: Literal["auto", "parallel", "chain"] = Field(
+        "auto",
+        description="How models that share a GPU start. 'auto': together where every one of "
+        "them has its KV cache sized in bytes (exact or elastic), one after another (each "
+        "waiting for the previous one to be healthy) where any has a fraction, whose size "
+        "depends on what its neighbours hold. 'parallel' or 'chain' for every GPU.",
     )

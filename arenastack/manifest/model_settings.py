@@ -37,6 +37,12 @@ class ModelSettings(Strict):
         "server may take (weights, activations and KV cache), or 'auto' for the smallest share "
         "that holds max_model_len tokens of KV cache. Default 'auto'.",
     )
+    kv_cache_memory_bytes: PositiveInt | None = Field(
+        None,
+        description="--kv-cache-memory-bytes: the KV cache in bytes, set by hand (vLLM v0.10.2 "
+        "and later), instead of what the fraction leaves. Default: the planner's, exactly what "
+        "max_model_len needs, wherever the fraction is 'auto' (planner.kv_cache).",
+    )
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(
         None, description="--dtype of weights and activations. Default 'auto' (bfloat16 on CPU)."
     )

@@ -42,6 +42,8 @@ class Model:
     origins: dict[str, str]
     # Settings that failed validation (their defaults stand in): nothing is derived from them.
     unchecked: frozenset[str] = frozenset()
+    # Set by hand, or by the planner where it sizes the KV cache in bytes; None: the fraction's.
+    kv_cache_memory_bytes: int | None = None
 
     @property
     def tensor_parallel_size(self) -> int:
@@ -54,6 +56,7 @@ class Model:
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "gpu": 0,
     "gpu_memory_utilization": "auto",
+    "kv_cache_memory_bytes": None,
     "dtype": "auto",
     "kv_cache_dtype": "auto",
     "max_model_len": None,
@@ -105,6 +108,7 @@ def resolve_models(
                 local_path=local_path,
                 gpus=gpu if gpu == "auto" else ((gpu,) if isinstance(gpu, int) else tuple(gpu)),
                 gpu_memory_utilization=settings["gpu_memory_utilization"],
+                kv_cache_memory_bytes=settings["kv_cache_memory_bytes"],
                 dtype=settings["dtype"],
                 kv_cache_dtype=settings["kv_cache_dtype"],
                 max_model_len=settings["max_model_len"],

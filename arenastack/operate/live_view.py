@@ -69,14 +69,18 @@ class Watch:
     max_restarts: int
     started: float
     device: str = "cuda"
+    # GPUs whose models start together (plan.together): none of them waits for another.
+    together: frozenset[int] = frozenset()
     lines: dict[str, Line] = field(default_factory=dict)
     loading: set[str] = field(default_factory=set)
     after: dict[str, list[str]] = field(default_factory=dict)
+    failed: dict[str, Failure] = field(default_factory=dict)
+    # Compose gave up after a failure: what has not started by then never will.
+    abandoned: bool = False
 
     def __post_init__(self) -> None:
-        self.after = dict(
-            zip((m.service for m in self.models), start_chains(self.models), strict=True)
-        )
+        chains = start_chains(self.models, self.together)
+        self.after = dict(zip((m.service for m in self.models), chains, strict=True))
         self.lines[FETCH] = Line(FETCH, FETCH, since=self.started)
         for model in ordered(self.models):
             self.lines[model.service] = Line(
@@ -95,6 +99,10 @@ class Watch:
             line.state, line.detail = state, detail
 
     def _state(self, service: str, container: Container | None) -> tuple[str, str]:
+        if service in self.failed:
+            return FAILED, self.failed[service].reason
+        if self.blocked(service):
+            return "not started", "after " + ", ".join(self.after[service])
         if service == FETCH:
             if container is None or container.status == "created":
                 return "waiting", ""
@@ -120,6 +128,17 @@ class Watch:
     def all_healthy(self) -> bool:
         return all(line.state in (HEALTHY, "done") for line in self.lines.values())
 
+    def blocked(self, service: str) -> bool:
+        """It waits, directly or through others, for a service that failed."""
+        return any(w in self.failed or self.blocked(w) for w in self.after.get(service, []))
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is left to come up: every line is healthy, failed, or never to start."""
+        never = ("not started", "waiting", "waiting for its turn") if self.abandoned else ()
+        final = (HEALTHY, "done", FAILED, "not started", *never)
+        return all(line.state in final for line in self.lines.values())
+
     def failure(
         self, containers: dict[str, Container], logs: Callable[[Container], list[str]]
     ) -> Failure | None:
@@ -127,7 +146,7 @@ class Watch:
         allowed, an unhealthy verdict, or the model fetcher's error."""
         for service in self.lines:
             container = containers.get(service)
-            if container is None:
+            if container is None or service in self.failed:
                 continue
             if service == FETCH:
                 if container.status == "exited" and container.exit_code not in (0, None):
@@ -236,6 +255,7 @@ def up(
     max_restarts: int,
     timeout_s: float,
     stream: TextIO = sys.stdout,
+    together: frozenset[int] = frozenset(),
 ) -> int:
     document = yaml.safe_load(location.compose_file.read_text(encoding="utf-8"))
     project = location.project
@@ -245,7 +265,11 @@ def up(
         s for s in ("controller", "webui", "prometheus", "grafana") if s in document["services"]
     ]
     started = time.monotonic()
-    watch = Watch(models, others, max_restarts, started, manifest.device)
+    watch = Watch(models, others, max_restarts, started, manifest.device, together)
+
+    def report(failure: Failure) -> None:
+        _report_failure(docker, failure, stream)
+
     with tempfile.TemporaryFile(mode="w+") as compose_output:
         starter = subprocess.Popen(
             [*docker.client_config.docker_compose_cmd, "up", "--detach", "--remove-orphans"],
@@ -254,14 +278,23 @@ def up(
         )
         printer = Printer(stream)
         try:
-            result = _watch(docker, project, watch, starter, compose_output, timeout_s, printer)
+            failures = _watch(
+                docker, project, watch, starter, compose_output, timeout_s, printer, report
+            )
         finally:
             printer.stop()
             if starter.poll() is None:
                 starter.terminate()
                 starter.wait(timeout=30)
-    if isinstance(result, Failure):
-        return _report_failure(docker, project, result, stream)
+    if failures:
+        healthy = [s for s, line in watch.lines.items() if line.state == HEALTHY]
+        print(
+            f"\nfailed: {', '.join(f.service for f in failures)}; healthy: "
+            f"{', '.join(healthy) or 'none'}",
+            file=stream,
+        )
+        print(f"remove it all with: docker compose -p {project} down", file=stream)
+        return 1
     took = time.monotonic() - started
     print(f"all healthy after {took:.0f} s; the arena is at {web_address(manifest)}", file=stream)
     return 0
@@ -275,14 +308,21 @@ def _watch(
     compose_output: Any,
     timeout_s: float,
     printer: Printer,
+    on_failure: Callable[[Failure], None],
     now: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Failure | None:
-    """Looks at the stack once a second until it is all healthy or a service failed; `now` is
-    the clock `watch.started` was read from."""
+) -> list[Failure]:
+    """Looks at the stack once a second until every service is healthy, or failed, or will never
+    start because what it waits for failed. Each failure is handed to `on_failure` as it is
+    found, and the others are still watched: models that start together do not stop for one
+    that fails. `now` is the clock `watch.started` was read from."""
 
     def logs(container: Container) -> list[str]:
         return stack_state.logs(docker, container, LOG_LINES)
+
+    def record(failure: Failure) -> None:
+        watch.failed[failure.service] = failure
+        on_failure(failure)
 
     while True:
         clock = now()
@@ -297,30 +337,35 @@ def _watch(
                 and any(LOADING.search(line) for line in stack_state.logs(docker, container, 200))
             ):
                 watch.loading.add(model.service)
+        while (failure := watch.failure(containers, logs)) is not None:
+            record(failure)
         watch.update(containers, clock)
         printer.show(watch, clock)
-        failure = watch.failure(containers, logs)
-        if failure is not None:
-            return failure
         if watch.all_healthy:
-            return None
+            return []
+        if watch.failed and watch.settled:
+            return list(watch.failed.values())
         code = starter.poll()
-        if code not in (None, 0):
-            # Compose gives up the moment a container turns unhealthy, which can fall between
+        if code not in (None, 0) and not watch.abandoned:
+            # Compose gives up when a container it waits for fails, which can fall between
             # the look above and this poll: a fresh look names the service, not Compose.
-            failure = watch.failure(stack_state.look(docker, project), logs)
-            if failure is not None:
-                return failure
-            compose_output.seek(0)
-            text = compose_output.read().splitlines()[-LOG_LINES:]
-            return Failure("docker compose up", f"exited with status {code}", text, None)
+            if not watch.failed:
+                failure = watch.failure(stack_state.look(docker, project), logs)
+                if failure is None:
+                    compose_output.seek(0)
+                    text = compose_output.read().splitlines()[-LOG_LINES:]
+                    return [Failure("docker compose up", f"exited with status {code}", text, None)]
+                record(failure)
+            watch.abandoned = True
+            continue
         if clock - watch.started > timeout_s:
             waiting = [s for s, line in watch.lines.items() if line.state not in (HEALTHY, "done")]
-            return Failure(", ".join(waiting), f"not healthy after {timeout_s:.0f} s", [], None)
+            late = Failure(", ".join(waiting), f"not healthy after {timeout_s:.0f} s", [], None)
+            return [*watch.failed.values(), late]
         sleep(1.0)
 
 
-def _report_failure(docker: DockerClient, project: str, failure: Failure, stream: TextIO) -> int:
+def _report_failure(docker: DockerClient, failure: Failure, stream: TextIO) -> None:
     print(f"\nfailed: {failure.service} {failure.reason}", file=stream)
     if failure.log:
         print(f"--- last {len(failure.log)} log lines of {failure.service} ---", file=stream)
@@ -332,9 +377,7 @@ def _report_failure(docker: DockerClient, project: str, failure: Failure, stream
     if failure.service in _services(docker):
         # A server that cannot start would otherwise restart for ever.
         docker.compose.stop([failure.service])
-        print(f"stopped {failure.service}; the rest of the stack is left running.", file=stream)
-    print(f"remove it all with: docker compose -p {project} down", file=stream)
-    return 1
+        print(f"stopped {failure.service}; the others are still watched.", file=stream)
 
 
 def _services(docker: DockerClient) -> list[str]:

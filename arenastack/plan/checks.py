@@ -24,6 +24,7 @@ GENERATED_FLAGS = {
     "--port": "port",
     "--served-model-name": "served_model_name",
     "--gpu-memory-utilization": "gpu_memory_utilization",
+    "--kv-cache-memory-bytes": "kv_cache_memory_bytes",
     "--tensor-parallel-size": "gpu (a list)",
     "-tp": "gpu (a list)",
     "--dtype": "dtype",
@@ -51,14 +52,25 @@ def problems(
     found += _extra_args(models, dialect)
     found += _secrets(manifest, models)
     found += _local_models(models)
+    found += _kv_cache_sizing(manifest, models, dialect)
     return found
 
 
 def warnings(manifest: Manifest, models: list[Model], gpu_memory_gib: list[float]) -> list[Problem]:
     found: list[Problem] = []
     if manifest.device == "cuda":
-        mm = memory.for_version(cuda_dialect(manifest.images.vllm.vllm_ref).version)
-        found += tight_gpus(models, gpu_memory_gib, mm)
+        dialect = cuda_dialect(manifest.images.vllm.vllm_ref)
+        mm = memory.for_version(dialect.version)
+        chained = [m for m in models if m.kv_cache_memory_bytes is None]
+        found += tight_gpus(chained, gpu_memory_gib, mm)
+        if manifest.planner.kv_cache == "elastic" and dialect.version > ELASTIC_TESTED_UP_TO:
+            found.append(
+                Problem(
+                    "planner.kv_cache",
+                    f"kvcached is tested by its authors with vLLM up to v0.24.0, not "
+                    f"{dialect.label}: check that the servers start",
+                )
+            )
     if manifest.webui.mode == "multi" and len(models) < 2:
         found.append(
             Problem("models", "the arena and side-by-side tabs need at least two enabled models")
@@ -66,6 +78,38 @@ def warnings(manifest: Manifest, models: list[Model], gpu_memory_gib: list[float
     if manifest.webui.share:
         found.append(Problem("webui.share", "the web UI gets a public gradio.live link"))
     return found
+
+
+# kvcached patches vLLM's V1 engine, which the renderer leaves on from v0.9.2 (before, it sets
+# VLLM_USE_V1=0 for co-located servers: plan/dialect.py).
+ELASTIC_FROM = (0, 9, 2)
+ELASTIC_TESTED_UP_TO = (0, 24, 0)
+
+
+def _kv_cache_sizing(
+    manifest: Manifest, models: list[Model], dialect: Dialect
+) -> Iterator[Problem]:
+    if manifest.planner.kv_cache == "elastic":
+        if manifest.device != "cuda":
+            yield Problem(
+                "planner.kv_cache",
+                "'elastic' maps KV-cache pages through CUDA's virtual memory (kvcached): "
+                "device: cpu has none; use 'exact'",
+            )
+        elif dialect.version < ELASTIC_FROM:
+            yield Problem(
+                "planner.kv_cache",
+                f"'elastic' needs vLLM's V1 engine, which kvcached patches: images.vllm.vllm_ref "
+                f"{dialect.label} runs the V0 engine here; use v0.9.2 or later, or 'exact'",
+            )
+    for model in models:
+        if model.kv_cache_memory_bytes is None or "kv_cache_memory_bytes" in model.unchecked:
+            continue
+        path = model.path_of("kv_cache_memory_bytes")
+        if manifest.device != "cuda":
+            yield Problem(path, "sizes a GPU's KV cache; on device: cpu set cpu_kvcache_space")
+        elif reason := dialect.unsupported("--kv-cache-memory-bytes"):
+            yield Problem(path, f"{reason}; images.vllm.vllm_ref is {dialect.label}")
 
 
 def _service_names(manifest: Manifest, models: list[Model]) -> Iterator[Problem]:
@@ -109,6 +153,8 @@ def _fraction_sums(manifest: Manifest, models: list[Model]) -> Iterator[Problem]
     if manifest.device == "cpu":
         return
     for index, sharing in models_by_gpu(models).items():
+        if all(m.kv_cache_memory_bytes is not None for m in sharing):
+            continue  # sized in bytes: their footprints are checked against the budget instead
         total = fraction_total(sharing)
         if total > 1.0 + 1e-9:
             yield Problem(

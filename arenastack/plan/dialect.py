@@ -43,7 +43,8 @@ VERSIONED_FLAGS = {
             replacement="nothing: requests are not logged unless --enable-log-requests",
         ),
         Flag("--enable-log-requests", added=(0, 10, 1)),
-        Flag("--kv-cache-memory-bytes", added=(0, 11, 0)),
+        # Checked in the sdists: absent in 0.10.1.1, present from 0.10.2.
+        Flag("--kv-cache-memory-bytes", added=(0, 10, 2)),
     ]
 }
 
@@ -85,6 +86,12 @@ class Dialect:
             # need cumulative fractions. The V0 engine treats the fraction per instance.
             return {"VLLM_USE_V1": "0"}
         return {}
+
+    @property
+    def compiles(self) -> bool:
+        """Its servers compile the model with torch.compile (and cache what they compile): the
+        V1 engine, which the renderer leaves on from v0.9.2 (`environment`)."""
+        return self.version >= (0, 9, 2)
 
     def unsupported(self, flag: str) -> str | None:
         """Why `flag` would be rejected by this version, or None."""

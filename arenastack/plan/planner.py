@@ -32,9 +32,22 @@ from arenastack.core.problems import Problem
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.plan import memory, modelinfo
 from arenastack.plan.dialect import cuda_dialect
+from arenastack.plan.footprint import (
+    Sizing,
+    exact_kv_bytes,
+    footprint_bytes,
+    init_check_fraction,
+    kv_bytes_for_pool,
+    sizing_of,
+)
 from arenastack.plan.memory import V0_8, MemoryModel, safe_fraction_total
 from arenastack.plan.modelinfo import DTYPE_BYTES, ModelInfo
-from arenastack.plan.sharing import fraction_terms, fraction_total, models_by_gpu
+from arenastack.plan.sharing import (
+    fraction_terms,
+    fraction_total,
+    models_by_gpu,
+    starts_together,
+)
 
 GIB = 2**30
 NON_TORCH_GIB = 1.0
@@ -59,7 +72,9 @@ class ModelPlan:
     overhead_bytes: int
     tokens: int | None  # KV tokens the model must hold
     gpu_memory_bytes: int | None  # of the smallest GPU it runs on; None on CPU
-    kv_cache_bytes: int | None  # what its fraction (or CPU KV space) leaves for KV
+    kv_cache_bytes: int | None  # its KV cache: in bytes, or what its fraction (or CPU space) leaves
+    sizing: Sizing = "fraction"
+    footprint_bytes: int | None = None  # as nvidia-smi shows it; sized in bytes only
 
     @property
     def needed_bytes(self) -> int | None:
@@ -89,6 +104,8 @@ class Plan:
     gpus: list[GpuSpec]
     problems: list[Problem]
     warnings: list[Problem]
+    # GPUs whose models start together (every one sized in bytes); the others chain them.
+    together: frozenset[int] = frozenset()
 
     def on_gpu(self, index: int) -> list[ModelPlan]:
         return [e for e in self.entries if e.model.gpus != "auto" and index in e.model.gpus]
@@ -186,11 +203,36 @@ def plan(
         modelinfo.lookup(m.model, m.local_path, host_cache, online and (explain or _has_auto(m)))
         for m in models
     ]
+    too_long = [
+        p for m, i in zip(models, infos, strict=True) if (p := _longer_than_the_model(m, i))
+    ]
     if manifest.device == "cpu":
-        return _plan_cpu(models, infos, sequences)
-    if gpus is None:
-        return Plan(models, [], [], [], [])
-    return _plan_cuda(manifest, models, infos, gpus, sequences)
+        planned = _plan_cpu(models, infos, sequences)
+    elif gpus is None:
+        planned = Plan(models, [], [], [], [])
+    else:
+        planned = _plan_cuda(manifest, models, infos, gpus, sequences)
+    return replace(planned, problems=too_long + planned.problems)
+
+
+# What vLLM reads to allow a max_model_len beyond the model's own limit (vllm/envs.py).
+ALLOW_LONG = "VLLM_ALLOW_LONG_MAX_MODEL_LEN"
+
+
+def _longer_than_the_model(model: Model, info: ModelInfo | None) -> Problem | None:
+    """vLLM refuses a max_model_len above the model's limit (its positions, stretched by RoPE
+    scaling) unless VLLM_ALLOW_LONG_MAX_MODEL_LEN is set: say so before anything starts."""
+    limit = info.max_position_embeddings if info else None
+    if limit is None or model.max_model_len is None or model.max_model_len <= limit:
+        return None
+    if ALLOW_LONG in model.env:
+        return None
+    return Problem(
+        model.path_of("max_model_len"),
+        f"{model.max_model_len:,} is more than {model.model} takes: its config allows "
+        f"{limit:,} tokens ({info.source if info else ''}), and vLLM refuses to start beyond "
+        f"that; lower it, or set env {ALLOW_LONG}: '1' if the model is known to extrapolate",
+    )
 
 
 def _has_auto(model: Model) -> bool:
@@ -209,22 +251,34 @@ def _entry(
     memory: int | None,
     mm: MemoryModel = V0_8,
     gpu: GpuSpec | None = None,
+    sizing: Sizing = "fraction",
 ) -> ModelPlan:
     """`memory`: the total the fraction applies to (the version's usable memory)."""
     kv_cache = None
     weights = weights_bytes(model, info)
     overhead = overhead_bytes(model, info, mm, gpu)
-    if memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
+    per_token = kv_bytes_per_token(model, info) if info else None
+    tokens = _tokens(model, info, sequences)
+    footprint = None
+    if sizing != "fraction":
+        kv_cache = model.kv_cache_memory_bytes
+        if kv_cache is None and per_token is not None and tokens is not None:
+            kv_cache = exact_kv_bytes(tokens, per_token)
+        if weights is not None and kv_cache is not None:
+            footprint = footprint_bytes(weights, overhead, kv_cache, mm, model.enforce_eager)
+    elif memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
         kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead
     return ModelPlan(
         model=model,
         info=info,
         weights_bytes=weights,
-        kv_bytes_per_token=kv_bytes_per_token(model, info) if info else None,
+        kv_bytes_per_token=per_token,
         overhead_bytes=overhead,
-        tokens=_tokens(model, info, sequences),
+        tokens=tokens,
         gpu_memory_bytes=memory,
         kv_cache_bytes=kv_cache,
+        sizing=sizing,
+        footprint_bytes=footprint,
     )
 
 
@@ -268,9 +322,11 @@ def _plan_cuda(
     gpus: list[GpuSpec],
     sequences: int,
 ) -> Plan:
+    dialect = cuda_dialect(manifest.images.vllm.vllm_ref)
     # The version's memory model; fractions apply to the memory CUDA reports (memory.py).
-    mm = memory.for_version(cuda_dialect(manifest.images.vllm.vllm_ref).version)
+    mm = memory.for_version(dialect.version)
     memory_of = [int(mm.usable_gib(gpu.memory_gib) * GIB) for gpu in gpus]
+    sizings = {m.service: sizing_of(manifest, m, dialect) for m in models}
     problems: list[Problem] = []
     settled: list[Model] = []
     # First settle the fractions of placed models, then place the 'auto' ones.
@@ -281,16 +337,24 @@ def _plan_cuda(
         gpu_memory, gpu = None, None
         if model.gpus != "auto" and all(i < len(memory_of) for i in model.gpus):
             gpu_memory, gpu = min((memory_of[i], gpus[i]) for i in model.gpus)
-        if model.gpu_memory_utilization == "auto" and model.gpus != "auto":
+        sizing = sizings[model.service]
+        if sizing != "fraction":
+            problem = _unsizable(model, info, sizing)
+            if problem:
+                problems.append(problem)
+        elif model.gpu_memory_utilization == "auto" and model.gpus != "auto":
             fraction, problem = _auto_fraction(model, info, sequences, gpu_memory, mm, gpu)
             if problem:
                 problems.append(problem)
             elif fraction:
                 model = replace(model, gpu_memory_utilization=fraction)
         settled.append(model)
-    placed, placement_problems = _place(manifest, settled, infos, memory_of, sequences, mm, gpus)
+    placed, placement_problems = _place(
+        manifest, settled, infos, memory_of, sequences, mm, gpus, sizings
+    )
     problems += placement_problems
-    problems += _over_budget(manifest, models, placed, memory_of)
+    in_bytes = {s for s, sizing in sizings.items() if sizing != "fraction"}
+    problems += _over_budget(manifest, models, placed, memory_of, in_bytes)
     if problems:
         return Plan(placed, [], gpus, problems, [])
     entries = []
@@ -298,15 +362,160 @@ def _plan_cuda(
         assert model.gpus != "auto"
         on = [(memory_of[i], gpus[i]) for i in model.gpus if i < len(memory_of)]
         gpu_memory, gpu = min(on) if on else (None, None)
-        entries.append(_entry(model, info, sequences, gpu_memory, mm, gpu))
+        entries.append(_entry(model, info, sequences, gpu_memory, mm, gpu, sizings[model.service]))
+    if manifest.planner.kv_cache == "elastic":
+        entries, pool_problems = _elastic_pools(entries, manifest.planner.gpu_budget, mm)
+        problems += pool_problems
+    by_hand = {m.service for m in models if m.gpu_memory_utilization != "auto"}
+    entries = [_settle_bytes(entry, mm, entry.model.service in by_hand) for entry in entries]
+    placed = [entry.model for entry in entries]
+    together = starts_together(placed, manifest.planner.start)
+    problems += _footprints_over_budget(entries, memory_of, manifest.planner.gpu_budget)
+    problems += _chained_by_a_fraction(manifest, entries)
     warnings = [
         w
         for e in entries
         if (w := _short_of_kv(e, "gpu_memory_utilization")) and not _short_of_one_sequence(e)
     ]
     # vLLM refuses to start when one sequence of max_model_len does not fit its KV cache.
-    refused = [p for e in entries if (p := _short_of_one_sequence(e))]
-    return Plan(placed, entries, gpus, refused, warnings)
+    problems += [p for e in entries if (p := _short_of_one_sequence(e))]
+    return Plan(placed, entries, gpus, problems, warnings, together)
+
+
+def _unsizable(model: Model, info: ModelInfo | None, sizing: Sizing) -> Problem | None:
+    if info is not None or (sizing == "bytes" and model.kv_cache_memory_bytes is not None):
+        return None
+    return Problem(
+        model.path_of("max_model_len"),
+        f"sizing the KV cache in bytes ({sizing}) needs {model.model}'s config.json: none in a "
+        "local folder, the Hugging Face cache, the catalog (compose/model-info/) or the hub; "
+        "set kv_cache_memory_bytes, or a fraction",
+    )
+
+
+def _settle_bytes(entry: ModelPlan, mm: MemoryModel, fraction_by_hand: bool) -> ModelPlan:
+    """A model sized in bytes gets them, and, unless its fraction was set by hand, the fraction
+    vLLM's start-up check reads (footprint.init_check_fraction)."""
+    model = entry.model
+    if entry.sizing == "fraction" or entry.kv_cache_bytes is None:
+        return entry
+    fraction = model.gpu_memory_utilization
+    known = entry.footprint_bytes is not None and entry.gpu_memory_bytes is not None
+    if not fraction_by_hand and known:
+        assert entry.footprint_bytes is not None and entry.gpu_memory_bytes is not None
+        fraction = init_check_fraction(entry.footprint_bytes, entry.gpu_memory_bytes, mm)
+    settled = replace(
+        model, kv_cache_memory_bytes=entry.kv_cache_bytes, gpu_memory_utilization=fraction
+    )
+    return replace(entry, model=settled)
+
+
+def _elastic_pools(
+    entries: list[ModelPlan], budget: float, mm: MemoryModel
+) -> tuple[list[ModelPlan], list[Problem]]:
+    """Each GPU's pool is what the budget leaves after every model's footprint without KV; each
+    model may fill all of it, and it must hold one max_model_len sequence of every model."""
+    problems = []
+    pools: dict[int, int] = {}
+    by_gpu: dict[int, list[ModelPlan]] = {}
+    for entry in entries:
+        assert entry.model.gpus != "auto"
+        for index in entry.model.gpus:
+            by_gpu.setdefault(index, []).append(entry)
+    for index, on_gpu in by_gpu.items():
+        memory_bytes = on_gpu[0].gpu_memory_bytes or 0
+        idle = sum(_idle_footprint(e, mm) for e in on_gpu)
+        one_each = sum((e.kv_bytes_per_token or 0) * _length(e) for e in on_gpu)
+        pools[index] = int(budget * memory_bytes) - idle
+        if pools[index] < one_each:
+            short = (one_each - pools[index]) / GIB
+            problems.append(
+                Problem(
+                    on_gpu[-1].model.path_of("gpu"),
+                    f"GPU {index} has no room for an elastic KV pool: "
+                    f"{_footprint_terms(on_gpu, mm)} without KV cache, and one max_model_len "
+                    f"sequence of each needs {one_each / GIB:.1f} GiB more; short by "
+                    f"{short:.1f} GiB within planner.gpu_budget {budget:g}",
+                )
+            )
+    settled = []
+    for entry in entries:
+        assert entry.model.gpus != "auto"
+        pool = min(pools[i] for i in entry.model.gpus)
+        kv = kv_bytes_for_pool(pool, entry.kv_bytes_per_token or 0)
+        model = replace(entry.model, kv_cache_memory_bytes=kv)
+        # Idle, it holds no KV page: the pool is shared, and checked above.
+        footprint = _idle_footprint(entry, mm)
+        settled.append(replace(entry, model=model, kv_cache_bytes=kv, footprint_bytes=footprint))
+    return settled, problems
+
+
+def _idle_footprint(entry: ModelPlan, mm: MemoryModel) -> int:
+    return footprint_bytes(
+        entry.weights_bytes or 0, entry.overhead_bytes, 0, mm, entry.model.enforce_eager
+    )
+
+
+def _length(entry: ModelPlan) -> int:
+    return entry.model.max_model_len or (
+        entry.info.max_position_embeddings
+        if entry.info and entry.info.max_position_embeddings
+        else 0
+    )
+
+
+def _footprint_terms(entries: list[ModelPlan], mm: MemoryModel) -> str:
+    return " + ".join(f"{e.model.service} {_idle_footprint(e, mm) / GIB:.1f}" for e in entries)
+
+
+def _footprints_over_budget(
+    entries: list[ModelPlan], memory: list[int], budget: float
+) -> list[Problem]:
+    """On a GPU whose models are all sized in bytes, their whole footprints must fit the budget:
+    they may start at the same second, and nothing but this check stands between them and an
+    out-of-memory."""
+    problems = []
+    by_gpu: dict[int, list[ModelPlan]] = {}
+    for entry in entries:
+        assert entry.model.gpus != "auto"
+        for index in entry.model.gpus:
+            by_gpu.setdefault(index, []).append(entry)
+    for index, on_gpu in by_gpu.items():
+        if any(e.sizing != "bytes" or e.footprint_bytes is None for e in on_gpu):
+            continue  # fractions have their own checks; an elastic pool is checked as it is cut
+        total = sum(e.footprint_bytes or 0 for e in on_gpu)
+        allowed = budget * memory[index]
+        if total <= allowed:
+            continue
+        terms = " + ".join(
+            f"{e.model.service} {(e.footprint_bytes or 0) / GIB:.1f}" for e in on_gpu
+        )
+        problems.append(
+            Problem(
+                on_gpu[-1].model.path_of("gpu"),
+                f"GPU {index} does not hold its models: {terms} = {total / GIB:.1f} GiB, more "
+                f"than planner.gpu_budget {budget:g} x {memory[index] / GIB:.1f} GiB = "
+                f"{allowed / GIB:.1f} GiB; short by {(total - allowed) / GIB:.1f} GiB: lower "
+                "max_model_len, use fp8 KV cache or move a model",
+            )
+        )
+    return problems
+
+
+def _chained_by_a_fraction(manifest: Manifest, entries: list[ModelPlan]) -> list[Problem]:
+    """planner.start: parallel needs every model of a GPU sized in bytes."""
+    if manifest.planner.start != "parallel":
+        return []
+    return [
+        Problem(
+            e.model.path_of("gpu_memory_utilization"),
+            f"planner.start is 'parallel', but {e.model.service} is sized by its fraction, whose "
+            "KV cache depends on what the servers starting beside it hold (vLLM #9198): leave "
+            "its fraction 'auto' on vLLM v0.10.2 or later, or start with planner.start: auto",
+        )
+        for e in entries
+        if e.sizing == "fraction"
+    ]
 
 
 def _unplannable(model: Model) -> bool:
@@ -315,14 +524,21 @@ def _unplannable(model: Model) -> bool:
 
 
 def _over_budget(
-    manifest: Manifest, requested: list[Model], placed: list[Model], memory: list[int]
+    manifest: Manifest,
+    requested: list[Model],
+    placed: list[Model],
+    memory: list[int],
+    in_bytes: set[str],
 ) -> list[Problem]:
     """planner.gpu_budget binds every GPU on which the planner sized or placed a model: the
-    fractions there, set by hand or not, add up to at most the budget."""
+    fractions there, set by hand or not, add up to at most the budget. A GPU whose models are
+    all sized in bytes has its footprints checked instead."""
     budget = manifest.planner.gpu_budget
     planned = {m.service for m in requested if _has_auto(m) and not _unplannable(m)}
     problems = []
     for index, sharing in models_by_gpu(placed).items():
+        if all(m.service in in_bytes for m in sharing):
+            continue
         by_planner = [m for m in sharing if m.service in planned]
         total = fraction_total(sharing)
         if not by_planner or index >= len(memory) or total <= budget + 1e-9:
@@ -388,8 +604,11 @@ def _place(
     sequences: int,
     mm: MemoryModel = V0_8,
     gpus: list[GpuSpec] | None = None,
+    sizings: dict[str, Sizing] | None = None,
 ) -> tuple[list[Model], list[Problem]]:
-    """Best-fit decreasing: the biggest model first, onto the GPU it leaves least room on."""
+    """Best-fit decreasing: the biggest model first, onto the GPU it leaves least room on. A
+    model sized in bytes needs its whole footprint."""
+    sizings = sizings or {}
     budget = manifest.planner.gpu_budget
     used = [0.0] * len(memory)
     count = [0] * len(memory)
@@ -402,7 +621,8 @@ def _place(
     problems = []
     for position, model in waiting:
         info = infos[position]
-        need = _needed_bytes(model, info, sequences, mm, gpus[0] if gpus else None)
+        sizing = sizings.get(model.service, "fraction")
+        need = _needed_bytes(model, info, sequences, mm, gpus[0] if gpus else None, sizing)
         if need is None and model.gpu_memory_utilization != "auto" and memory:
             need = int(float(model.gpu_memory_utilization) * max(memory))
         if need is None:
@@ -461,7 +681,9 @@ def _needed_bytes(
     sequences: int,
     mm: MemoryModel = V0_8,
     gpu: GpuSpec | None = None,
+    sizing: Sizing = "fraction",
 ) -> int | None:
     if info is None:
         return None
-    return _entry(replace(model, gpus=(0,)), info, sequences, None, mm, gpu).needed_bytes
+    entry = _entry(replace(model, gpus=(0,)), info, sequences, None, mm, gpu, sizing)
+    return entry.footprint_bytes if sizing == "bytes" else entry.needed_bytes

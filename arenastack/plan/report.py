@@ -19,6 +19,8 @@ def as_json(plan: Plan) -> dict[str, Any]:
             "compute_capability": gpu.compute_capability,
             "fraction_total": round(plan.fraction_total(index), 4),
             "headroom": round(1 - plan.fraction_total(index), 4),
+            "start": "together" if index in plan.together else "one after another",
+            "footprint_bytes": _footprint_total(plan.on_gpu(index)),
             "models": [e.model.service for e in plan.on_gpu(index)],
         }
         for index, gpu in enumerate(plan.gpus)
@@ -40,8 +42,17 @@ def _model_json(entry: ModelPlan) -> dict[str, Any]:
         "kv_tokens": entry.kv_tokens,
         "fraction_needed": None if fraction_needed is None else round(fraction_needed, 4),
         "fraction_set": model.gpu_memory_utilization,
+        "kv_cache_sized_by": entry.sizing,
+        "kv_cache_bytes": entry.kv_cache_bytes,
+        "footprint_bytes": entry.footprint_bytes,
         "source": entry.info.source if entry.info else None,
     }
+
+
+def _footprint_total(entries: list[ModelPlan]) -> int | None:
+    """What the models of a GPU hold together, where each is sized in bytes."""
+    footprints = [e.footprint_bytes for e in entries]
+    return None if not footprints or None in footprints else sum(f or 0 for f in footprints)
 
 
 def _gib(value: int | None) -> str:
@@ -75,10 +86,19 @@ def print_table(plan: Plan, device: str, console: Console | None = None) -> None
         total = plan.fraction_total(index)
         needed = [e.fraction_needed for e in entries]
         needed_total = "?" if None in needed else f"{sum(n for n in needed if n):.2f}"
-        table.caption = (
-            f"fractions needed: {needed_total}   set: {total:.2f}   "
-            f"headroom: {1 - total:.2f} ({(1 - total) * gpu.memory_gib:.1f} GiB)"
-        )
+        start = "start together" if index in plan.together else "start one after another"
+        footprint = _footprint_total(entries)
+        if footprint is not None:
+            table.caption = (
+                f"footprints: {footprint / GIB:.1f} GiB of {gpu.memory_gib:.1f} GiB   "
+                f"headroom: {gpu.memory_gib - footprint / GIB:.1f} GiB   models {start}"
+            )
+        else:
+            table.caption = (
+                f"fractions needed: {needed_total}   set: {total:.2f}   "
+                f"headroom: {1 - total:.2f} ({(1 - total) * gpu.memory_gib:.1f} GiB)   "
+                f"models {start}"
+            )
         console.print(table)
     unknown = [e for e in plan.entries if e.info is None]
     for entry in unknown:
@@ -95,6 +115,8 @@ def _table(title: str, cpu: bool) -> Table:
     if not cpu:
         table.add_column("fraction needed", justify="right")
         table.add_column("fraction set", justify="right")
+        table.add_column("KV sized by", justify="right")
+        table.add_column("footprint", justify="right")
     return table
 
 
@@ -109,4 +131,7 @@ def _row(entry: ModelPlan, cpu: bool) -> list[str]:
     ]
     if not cpu:
         row += ["?" if needed is None else f"{needed:.3f}", f"{entry.model.gpu_memory_utilization}"]
+        sized = {"bytes": "bytes", "elastic": "elastic pool", "fraction": "fraction"}
+        footprint = "" if entry.footprint_bytes is None else _gib(entry.footprint_bytes)
+        row += [sized[entry.sizing], footprint]
     return row

@@ -30,3 +30,16 @@ def fraction_terms(models: list[Model]) -> str:
         for m in models
         if m.gpu_memory_utilization != "auto"
     )
+
+
+def starts_together(models: list[Model], start: str) -> frozenset[int]:
+    """The GPUs whose models start together rather than one after another (planner.start):
+    those where every model has its KV cache sized in bytes, so that none is sized from a memory
+    profile its neighbours disturb while they load (vLLM #9198)."""
+    if start == "chain":
+        return frozenset()
+    return frozenset(
+        index
+        for index, sharing in models_by_gpu(models).items()
+        if all(m.kv_cache_memory_bytes is not None for m in sharing)
+    )

@@ -25,10 +25,12 @@ from arenastack.monitoring import config, grafana, prometheus
 from arenastack.plan.vllm_metrics import metric_names
 from arenastack.render import arena_json, endpoints, fetch_models, images, templates
 from arenastack.render.stack import (
+    COMPILE_CACHE_VOLUME,
     ENDPOINTS_FILE,
     FETCH_MODELS_SCRIPT,
     HF_HOME,
     LOGDIR,
+    VLLM_CACHE,
     Stack,
     controller_command,
     fetch_models_command,
@@ -47,7 +49,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
     vllm = images.vllm_image(stack)
     fastchat = images.fastchat_image(stack)
     services = {"fetch-models": _fragment("fetch-models", _fetch_models(stack), image=vllm)}
-    for model, after in zip(stack.models, start_chains(stack.models), strict=True):
+    for model, after in zip(stack.models, start_chains(stack.models, stack.together), strict=True):
         services[model.service] = _fragment("model", _model(stack, model, after), image=vllm)
     services["controller"] = _fragment("controller", _controller(manifest), image=fastchat)
     services["webui"] = _fragment("webui", _webui(stack), image=fastchat)
@@ -68,6 +70,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
         {
             "project": manifest.project,
             **_hf_cache(stack),
+            **_compile_cache(stack),
             "api_endpoints": endpoints.render(stack.models),
             "fetch_models": fetch_models.source(),
             "arena": arena_json.render(manifest, stack.models),
@@ -100,7 +103,7 @@ def _model(stack: Stack, model: Model, after: list[str]) -> dict[str, Any]:
     assert model.gpus != "auto", "the planner places every model before compose is built"
     return {
         "command": vllm_command(model, stack.dialect, stack.cuda),
-        "environment": model_environment(model, stack.dialect, stack.cuda),
+        "environment": model_environment(model, stack.dialect, stack.cuda, stack.elastic),
         **_hf_cache(stack),
         "local_model": stack.host_path(model.model) if model.local_path else None,
         "model_folder": model_folder(model),
@@ -108,6 +111,16 @@ def _model(stack: Stack, model: Model, after: list[str]) -> dict[str, Any]:
         **_published(stack.manifest.bind_address, model.port, VLLM_PORT),
         "after": after,
         "gpu_ids": [str(index) for index in model.gpus] if stack.cuda else None,
+        **_compile_cache(stack),
+    }
+
+
+def _compile_cache(stack: Stack) -> dict[str, Any]:
+    """A named volume for vLLM's torch.compile cache, where servers compile: on CUDA (CPU servers
+    run eager) with the V1 engine."""
+    return {
+        "compile_cache": COMPILE_CACHE_VOLUME if stack.cuda and stack.dialect.compiles else None,
+        "compile_cache_dir": VLLM_CACHE,
     }
 
 

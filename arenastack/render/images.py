@@ -12,6 +12,9 @@ from arenastack.gateway import litellm
 from arenastack.manifest import DEFAULT_CUDA_BASE_IMAGE
 from arenastack.render.stack import Stack
 
+# kvcached's release in the vLLM image with `planner.kv_cache: elastic` (PyPI sdist, Apache-2.0):
+# built and run against vLLM 0.24.0 on the lent H200 (docs/planner.md).
+KVCACHED_VERSION = "0.1.6"
 # Debian bookworm's `prometheus` package on the base image (images/prometheus).
 PROMETHEUS_DEBIAN_TAG = "arenastack/prometheus:bookworm"
 
@@ -58,6 +61,10 @@ def vllm_image(stack: Stack) -> Image:
         arches = "-".join("sm" + arch.replace(".", "") for arch in stack.cuda_arch_list.split())
         ref = re.sub(r"[^A-Za-z0-9_.-]", "-", settings.vllm_ref)
         tag = settings.tag or f"arenastack/vllm:{ref}-{arches}"[:128]
+    if stack.elastic:
+        # The same image with kvcached built in (its Dockerfile's last step).
+        args["KVCACHED_VERSION"] = KVCACHED_VERSION
+        tag = settings.tag or f"{tag}-kvcached-{KVCACHED_VERSION}"
     return built_image(stack, tag, context, args)
 
 

@@ -100,6 +100,7 @@ def compose_stack(prepared: Prepared, output_dir: Path, manifest_dir: Path) -> S
         cuda_arch_list=arch_list,
         output_dir=output_dir,
         manifest_dir=manifest_dir,
+        together=prepared.plan.together,
     )
 
 

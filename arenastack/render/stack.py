@@ -14,6 +14,9 @@ from arenastack.plan.dialect import Dialect
 from arenastack.render import arena_json
 
 HF_HOME = "/root/.cache/huggingface"
+# vLLM's own cache (torch.compile artifacts) in the images, which run as root.
+VLLM_CACHE = "/root/.cache/vllm"
+COMPILE_CACHE_VOLUME = "vllm-cache"
 LOGDIR = "/logs"
 ENDPOINTS_FILE = "/etc/arenastack/api_endpoints.json"
 FETCH_MODELS_SCRIPT = "/etc/arenastack/fetch_models.py"
@@ -30,10 +33,17 @@ class Stack:
     cuda_arch_list: str  # empty on CPU
     output_dir: Path
     manifest_dir: Path
+    # GPUs whose models start together (plan.together); the others' models start in a chain.
+    together: frozenset[int] = frozenset()
 
     @property
     def cuda(self) -> bool:
         return self.manifest.device == "cuda"
+
+    @property
+    def elastic(self) -> bool:
+        """kvcached maps the KV caches of this stack's models on demand."""
+        return self.cuda and self.manifest.planner.kv_cache == "elastic"
 
     def host_path(self, written: str) -> str:
         """An absolute (or ~) path stays as written; a relative one, written relative to the
@@ -53,17 +63,19 @@ class Stack:
 # --- start order -----------------------------------------------------------------------------
 
 
-def start_chains(models: list[Model]) -> list[list[str]]:
-    """For each model, the services it must wait for: the previous model on each of its GPUs.
+def start_chains(models: list[Model], together: frozenset[int] = frozenset()) -> list[list[str]]:
+    """For each model, the services it must wait for: the previous model on each of its GPUs,
+    except on the GPUs in `together`.
 
-    Co-located vLLM instances that start together each count the other's loading as their own
-    usage and get a tiny KV cache or fail (vLLM #9198); models on different GPUs start at once.
+    Co-located vLLM instances that size their KV cache from a memory profile and start together
+    each count the other's loading as their own usage and get a tiny KV cache or fail (vLLM
+    #9198); those sized in bytes, and models on different GPUs, start at once.
     """
     last_on_gpu: dict[int, str] = {}
     waits = []
     for model in models:
         assert model.gpus != "auto", "the planner places every model before compose is built"
-        previous = {last_on_gpu[i] for i in model.gpus if i in last_on_gpu}
+        previous = {last_on_gpu[i] for i in model.gpus if i in last_on_gpu and i not in together}
         waits.append([m.service for m in models if m.service in previous])
         for index in model.gpus:
             last_on_gpu[index] = model.service
@@ -85,6 +97,8 @@ def vllm_command(model: Model, dialect: Dialect, cuda: bool) -> list[str]:
     command += ["--served-model-name", model.served_model_name]
     if cuda:
         command += ["--gpu-memory-utilization", _fraction(model.gpu_memory_utilization)]
+        if model.kv_cache_memory_bytes is not None:
+            command += ["--kv-cache-memory-bytes", str(model.kv_cache_memory_bytes)]
         if model.tensor_parallel_size > 1:
             command += ["--tensor-parallel-size", str(model.tensor_parallel_size)]
     if model.dtype != "auto":
@@ -122,12 +136,25 @@ def hub_environment(cuda: bool) -> dict[str, str | None]:
     return environment
 
 
-def model_environment(model: Model, dialect: Dialect, cuda: bool) -> dict[str, str | None]:
+# kvcached (planner.kv_cache: elastic): its `.pth` hook patches vLLM at import when both are set;
+# it does not support vLLM's V2 model runner, the default for Llama and Qwen3 on vLLM 0.24.
+KVCACHED_ENVIRONMENT = {
+    "ENABLE_KVCACHED": "true",
+    "KVCACHED_AUTOPATCH": "1",
+    "VLLM_USE_V2_MODEL_RUNNER": "0",
+}
+
+
+def model_environment(
+    model: Model, dialect: Dialect, cuda: bool, elastic: bool = False
+) -> dict[str, str | None]:
     environment = hub_environment(cuda)
     # fetch-models has downloaded everything; a server must not fetch on its own.
     environment["HF_HUB_OFFLINE"] = "1"
     if cuda:
         environment |= dialect.environment()
+        if elastic:
+            environment |= KVCACHED_ENVIRONMENT
     else:
         # Without it vLLM sizes its KV cache from the host's memory, not the container's.
         environment["VLLM_CPU_KVCACHE_SPACE"] = str(model.cpu_kvcache_space)

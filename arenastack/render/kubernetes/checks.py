@@ -115,6 +115,14 @@ def problems(
             )
     if manifest.device != "cuda":
         return found
+    if sharing == "hami" and manifest.planner.kv_cache == "elastic":
+        found.append(
+            Problem(
+                "planner.kv_cache",
+                "'elastic' shares one KV pool among the models of a GPU, and HAMi gives each pod a "
+                "fixed slice of it: use 'exact' with gpu_sharing: hami",
+            )
+        )
     if sharing == "whole":
         found += _shared_gpus(models)
     else:

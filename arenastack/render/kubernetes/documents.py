@@ -49,6 +49,10 @@ class Cluster:
     def cuda(self) -> bool:
         return self.manifest.device == "cuda"
 
+    @property
+    def elastic(self) -> bool:
+        return self.cuda and self.manifest.planner.kv_cache == "elastic"
+
 
 def labels_of(name: str, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, **PART_OF}

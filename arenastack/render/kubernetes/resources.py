@@ -74,7 +74,11 @@ def build(prepared: Prepared, sharing: str, source: str) -> dict[str, str]:
     resources["api-endpoints-configmap.yaml"] = configmap_resource("api-endpoints", endpoints_file)
     resources["arena-configmap.yaml"] = configmap_resource("arena", arena_file)
     resources["fetch-models-job.yaml"] = _fetch_job(cluster)
-    for model, after in zip(cluster.models, stack.start_chains(cluster.models), strict=True):
+    for model, after in zip(
+        cluster.models,
+        stack.start_chains(cluster.models, cluster.prepared.plan.together),
+        strict=True,
+    ):
         resources[f"{model.service}-deployment.yaml"] = _model(cluster, model, after)
         resources[f"{model.service}-service.yaml"] = service_resource(
             model.service, "model", VLLM_PORT
@@ -114,7 +118,7 @@ def _model(cluster: Cluster, model: Model, after: list[str]) -> dict[str, Any]:
         assert model.gpus != "auto"
         limits: dict[str, int] = {"nvidia.com/gpu": model.tensor_parallel_size}
         if cluster.sharing == "hami":
-            slice_mib = gpumem_mib(model, cluster.prepared.gpus)
+            slice_mib = gpumem_mib(model, cluster.prepared.gpus, _footprint(cluster, model))
             assert slice_mib is not None, "the checks reject GPU indices outside the inventory"
             limits["nvidia.com/gpumem"] = slice_mib
             served = replace(model, gpu_memory_utilization=slice_fraction(slice_mib))
@@ -143,11 +147,18 @@ def _model(cluster: Cluster, model: Model, after: list[str]) -> dict[str, Any]:
                 stack.vllm_command(served, cluster.prepared.dialect, cluster.cuda)
             ),
             "env": env_list(
-                cluster, stack.model_environment(model, cluster.prepared.dialect, cluster.cuda)
+                cluster,
+                stack.model_environment(
+                    model, cluster.prepared.dialect, cluster.cuda, cluster.elastic
+                ),
             ),
             "port": VLLM_PORT,
             "resources": resources,
-            "mounts": [cache_mount(cluster), {"name": "shm", "mountPath": "/dev/shm"}],
+            "mounts": [
+                cache_mount(cluster),
+                *_compile_cache_mount(cluster),
+                {"name": "shm", "mountPath": "/dev/shm"},
+            ],
             "startup_failures": STARTUP_FAILURES,
             "volumes": [
                 cache_volume(cluster),
@@ -159,6 +170,22 @@ def _model(cluster: Cluster, model: Model, after: list[str]) -> dict[str, Any]:
             ],
         },
     )
+
+
+def _footprint(cluster: Cluster, model: Model) -> int | None:
+    """The plan's footprint of a model sized in bytes, None for one sized by its fraction."""
+    for entry in cluster.prepared.plan.entries:
+        if entry.model.service == model.service and entry.sizing == "bytes":
+            return entry.footprint_bytes
+    return None
+
+
+def _compile_cache_mount(cluster: Cluster) -> list[dict[str, Any]]:
+    """vLLM's torch.compile cache, kept on the shared cache claim beside the models (as Compose
+    keeps it in a volume), where servers compile: CUDA with the V1 engine."""
+    if not (cluster.cuda and cluster.prepared.dialect.compiles):
+        return []
+    return [{"name": "hf-cache", "mountPath": stack.VLLM_CACHE, "subPath": "vllm-compile-cache"}]
 
 
 def _node_selector(cluster: Cluster, model: Model) -> dict[str, str]:

@@ -183,6 +183,8 @@ def test_a_container_that_turns_unhealthy_as_compose_gives_up_is_named(
         [
             {"solo": container("solo")},
             {"solo": container("solo", health="unhealthy")},
+            # The look after the report, which finds nothing else left to come up.
+            {"solo": container("solo", status="exited")},
         ]
     )
     monkeypatch.setattr(stack_state, "look", lambda docker, project: next(looks))
@@ -196,7 +198,7 @@ def test_a_container_that_turns_unhealthy_as_compose_gives_up_is_named(
         def show(self, watch: object, clock: float) -> None:
             pass
 
-    failure = live_view._watch(
+    (failure,) = live_view._watch(
         None,  # type: ignore[arg-type]
         "p",
         watch,
@@ -204,9 +206,10 @@ def test_a_container_that_turns_unhealthy_as_compose_gives_up_is_named(
         None,
         60.0,
         Silent(),  # type: ignore[arg-type]
+        lambda failure: None,
         now=lambda: 0.0,  # the watch's own clock: no time has passed, so no timeout
     )
-    assert failure is not None and failure.service == "solo"
+    assert failure.service == "solo"
     assert failure.reason == "its healthcheck failed"
 
 
@@ -230,7 +233,7 @@ def test_a_stack_not_healthy_in_time_names_who_is_still_waiting(
         def show(self, watch: object, clock: float) -> None:
             looked_at.append(clock)
 
-    failure = live_view._watch(
+    (failure,) = live_view._watch(
         None,  # type: ignore[arg-type]
         "p",
         watch,
@@ -238,10 +241,10 @@ def test_a_stack_not_healthy_in_time_names_who_is_still_waiting(
         None,
         25.0,
         Recording(),  # type: ignore[arg-type]
+        lambda failure: None,
         now=lambda: next(ticks),
         sleep=lambda seconds: None,
     )
-    assert failure is not None
     assert (failure.service, failure.reason) == ("fetch-models, b", "not healthy after 25 s")
     assert looked_at == [100.0, 110.0, 120.0, 130.0]
 
@@ -291,7 +294,11 @@ def test_up_renders_then_hands_the_stack_to_the_live_view(
     seen: dict[str, object] = {}
 
     def fake_up(
-        manifest: object, models: list[Model], location: stack_state.Location, *rest: object
+        manifest: object,
+        models: list[Model],
+        location: stack_state.Location,
+        *rest: object,
+        together: frozenset[int],
     ) -> int:
         seen["models"] = [m.service for m in models]
         seen["written"] = location.compose_file.read_text(encoding="utf-8")
@@ -342,3 +349,67 @@ def parse_cpu_manifest() -> Manifest:
     loaded = load_manifest(REPO / "compose/cpu.yaml")
     assert loaded.manifest is not None
     return loaded.manifest
+
+
+def test_a_model_that_fails_beside_others_starting_together_stops_none_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three models on GPU 0 starting together: `a` fails at once (its log has a known cause),
+    `b` and `c` become healthy later. The failure is reported as it happens, and the watch goes
+    on until b and c are healthy; a chained model after `a` would be reported as never started."""
+    models = [model("a", 0), model("b", 0), model("c", 0)]
+    watch = live_view.Watch(models, [], max_restarts=2, started=0.0, together=frozenset({0}))
+    assert watch.after == {"a": [], "b": [], "c": []}
+    fetched = container("fetch-models", status="exited")
+    loading = {"fetch-models": fetched, "b": container("b"), "c": container("c")}
+    looks = iter(
+        [
+            {**loading, "a": container("a", status="restarting", restarts=1)},
+            {**loading, "a": container("a", status="exited")},
+            {
+                **loading,
+                "a": container("a", status="exited"),
+                "b": container("b", health="healthy"),
+            },
+        ]
+        + [
+            {
+                "fetch-models": fetched,
+                "a": container("a", status="exited"),
+                "b": container("b", health="healthy"),
+                "c": container("c", health="healthy"),
+            }
+        ]
+        * 3
+    )
+    monkeypatch.setattr(stack_state, "look", lambda docker, project: next(looks))
+    monkeypatch.setattr(stack_state, "logs", lambda docker, c, n: ["error: unrecognized arguments"])
+    reported: list[str] = []
+    shown: list[dict[str, str]] = []
+
+    class StillStarting:
+        def poll(self) -> None:
+            return None
+
+    class Recording:
+        def show(self, watch: live_view.Watch, clock: float) -> None:
+            shown.append({s: line.state for s, line in watch.lines.items()})
+
+    failures = live_view._watch(
+        None,  # type: ignore[arg-type]
+        "p",
+        watch,
+        StillStarting(),  # type: ignore[arg-type]
+        None,
+        600.0,
+        Recording(),  # type: ignore[arg-type]
+        lambda failure: reported.append(failure.service),
+        now=lambda: 0.0,
+        sleep=lambda seconds: None,
+    )
+    assert [f.service for f in failures] == reported == ["a"]
+    assert shown[0]["a"] == "failed", "reported at the first look that shows it"
+    assert shown[-1] == {"fetch-models": "done", "a": "failed", "b": "healthy", "c": "healthy"}
+    chained = live_view.Watch(models, [], max_restarts=2, started=0.0)
+    chained.failed["a"] = failures[0]
+    assert chained.blocked("b") and chained.blocked("c")
