@@ -303,6 +303,7 @@ def _status(args: argparse.Namespace) -> int:
         stack_state.locate(prepared.manifest, args),
         prepared.gpus,
         args.window,
+        {e.model.service: e.footprint_bytes for e in prepared.plan.entries if e.footprint_bytes},
     )
     if args.json:
         print(json.dumps(status.as_json(), indent=2))

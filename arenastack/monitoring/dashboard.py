@@ -10,7 +10,7 @@ from typing import Any
 
 from arenastack.manifest import Model
 from arenastack.monitoring.grafana import DATASOURCE_UID
-from arenastack.monitoring.prometheus import JOB, memory_share_metric
+from arenastack.monitoring.prometheus import JOB, KV_CACHE_BYTES, memory_share_metric
 from arenastack.plan.vllm_metrics import MetricNames
 
 DASHBOARD_UID = "arenastack-models"
@@ -65,12 +65,22 @@ def model_panels(model: Model, names: MetricNames, device: str) -> list[PanelSpe
             "stat",
         )
     )
+    usage = PanelSpec(
+        "KV-cache usage", "percentunit", (Query(f"max({names.kv_cache_usage}{s})", "used"),)
+    )
+    if device == "cuda" and model.kv_cache_memory_bytes is not None:
+        # Sized in bytes: how many of them hold tokens (with an elastic pool, the pages mapped).
+        size = f"scalar(max({KV_CACHE_BYTES}{s}))"
+        usage = PanelSpec(
+            "KV cache in use",
+            "bytes",
+            (
+                Query(f"max({names.kv_cache_usage}{s}) * {size}", "used"),
+                Query(f"max({KV_CACHE_BYTES}{s})", "size"),
+            ),
+        )
     return [
-        PanelSpec(
-            "KV-cache usage",
-            "percentunit",
-            (Query(f"max({names.kv_cache_usage}{s})", "used"),),
-        ),
+        usage,
         PanelSpec(
             "Requests",
             "short",

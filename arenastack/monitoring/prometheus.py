@@ -90,6 +90,9 @@ def memory_share_metric(device: str) -> str:
     )
 
 
+KV_CACHE_BYTES = "arenastack:kv_cache_bytes"
+
+
 def prometheus_rules(models: list[Model], device: str) -> dict[str, Any]:
     """A constant series per model: the memory the plan gave it."""
     rules = []
@@ -106,4 +109,14 @@ def prometheus_rules(models: list[Model], device: str) -> dict[str, Any]:
                 "labels": {"job": JOB, **target_labels(model, device)},
             }
         )
+        if device == "cuda" and model.kv_cache_memory_bytes is not None:
+            # Its KV cache in bytes (exact, or the elastic pool it may fill): vLLM's usage is a
+            # share of it.
+            rules.append(
+                {
+                    "record": KV_CACHE_BYTES,
+                    "expr": f"vector({model.kv_cache_memory_bytes})",
+                    "labels": {"job": JOB, **target_labels(model, device)},
+                }
+            )
     return {"groups": [{"name": "arenastack-plan", "rules": rules}]}

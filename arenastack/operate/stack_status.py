@@ -58,6 +58,10 @@ class ModelStatus:
     ttft_p95_s: float | None = None
     gpu_memory_used_mib: float | None = None
     gpu_memory_planned_mib: float | None = None
+    # KV cache sized in bytes (exact, or the elastic pool a model may fill) and how much of it
+    # holds tokens now: vLLM's usage is of this capacity.
+    kv_cache_bytes: int | None = None
+    kv_cache_used_bytes: int | None = None
 
 
 @dataclass
@@ -117,7 +121,9 @@ def collect(
     location: stack_state.Location,
     gpus: list[GpuSpec],
     window_s: float,
+    footprints: dict[str, int] | None = None,
 ) -> StackStatus:
+    """`footprints`: the plan's footprint of each model sized in bytes, its memory plan."""
     project = location.project
     docker = location.client()
     containers = stack_state.look(docker, project)
@@ -138,15 +144,18 @@ def collect(
             restarts=container.restarts if container else 0,
             uptime_s=container.uptime_s(moment) if container else None,
             metrics_url=metrics_url(manifest, model, container),
+            kv_cache_bytes=model.kv_cache_memory_bytes if manifest.device == "cuda" else None,
         )
         if status.metrics_url and status.state == "running":
             try:
                 read_metrics(status, fetch(status.metrics_url), names)
             except OSError as error:
                 status.metrics_error = str(getattr(error, "reason", error))
+        if status.kv_cache_bytes is not None and status.kv_cache_usage is not None:
+            status.kv_cache_used_bytes = round(status.kv_cache_usage * status.kv_cache_bytes)
         statuses.append(status)
     _tokens_per_second(manifest, statuses, names, window_s)
-    _gpu_memory(manifest, statuses, containers, gpus)
+    _gpu_memory(manifest, statuses, containers, gpus, footprints or {})
     services = {
         name: {"state": c.status, "health": c.health, "restarts": c.restarts}
         for name, c in containers.items()
@@ -216,11 +225,14 @@ def _gpu_memory(
     statuses: list[ModelStatus],
     containers: dict[str, Container],
     gpus: list[GpuSpec],
+    footprints: dict[str, int],
 ) -> None:
     if manifest.device != "cuda":
         return
     for status in statuses:
-        if status.fraction is not None and status.gpus and status.gpus[0] < len(gpus):
+        if status.service in footprints:
+            status.gpu_memory_planned_mib = round(footprints[status.service] / MIB)
+        elif status.fraction is not None and status.gpus and status.gpus[0] < len(gpus):
             total = gpus[status.gpus[0]].memory_gib * 1024
             status.gpu_memory_planned_mib = round(status.fraction * total)
     used = nvml_memory_by_service(containers)
@@ -258,6 +270,17 @@ def nvml_memory_by_service(containers: dict[str, Container]) -> dict[str, int]:
 
 def _number(value: float | None, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _kv_cache(status: ModelStatus) -> str:
+    """Its usage, and where the cache is sized in bytes, how many GiB hold tokens of how many."""
+    usage = status.kv_cache_usage
+    text = _number(None if usage is None else usage * 100, ".1f", " %")
+    if status.kv_cache_used_bytes is not None and status.kv_cache_bytes:
+        text += (
+            f" ({status.kv_cache_used_bytes / 2**30:.2f}/{status.kv_cache_bytes / 2**30:.1f} GiB)"
+        )
+    return text
 
 
 def print_table(status: StackStatus, device: str) -> None:
@@ -298,7 +321,7 @@ def print_table(status: StackStatus, device: str) -> None:
             m.health or "-",
             str(m.restarts),
             _number(m.uptime_s, ".0f", " s"),
-            _number(None if m.kv_cache_usage is None else m.kv_cache_usage * 100, ".1f", " %"),
+            _kv_cache(m),
             _number(m.requests_running, ".0f"),
             _number(m.requests_waiting, ".0f"),
             _number(m.generation_tokens_per_s, ".1f"),

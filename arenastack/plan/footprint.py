@@ -63,14 +63,12 @@ def kv_bytes_for_pool(pool: int, bytes_per_token: int) -> int:
     return max(0, pool) // block * block
 
 
-def footprint_bytes(
-    weights: int, overhead: int, kv: int, mm: MemoryModel, enforce_eager: bool
-) -> int:
+def footprint_bytes(weights: int, overhead: int, kv: int, outside: int) -> int:
     """What the server's processes hold on the GPU once it is up (nvidia-smi): weights, the
     profile's peak and non-torch memory and graphs inside the fraction (`overhead`), the KV
-    cache, and what lies outside the fraction: CUDA context, graphs of the V2 runner, and what
-    is allocated after profiling."""
-    return weights + overhead + kv + int(mm.outside_gib(enforce_eager) * GIB)
+    cache, and what lies outside the fraction (`outside`: CUDA context, graphs of the V2 runner,
+    what is allocated after profiling; memory.footprint_outside_bytes)."""
+    return weights + overhead + kv + outside
 
 
 def init_check_fraction(footprint: int, usable: int, mm: MemoryModel) -> float:

@@ -51,6 +51,9 @@ CUDA_CONTEXT_GIB = 0.75
 DRIVER_RESERVED_GIB = 0.47
 
 Version = tuple[int, int, int]
+# What an elastic server (kvcached 0.1.6, the V1 runner) held idle beyond its footprint without
+# KV cache: 0.58-1.36 GiB on three shapes on the lent H200; the largest, rounded up.
+KVCACHED_IDLE_GIB = 1.45
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,18 @@ class MemoryModel:
     # The starting server's own CUDA context, already taken when it checks free memory.
     own_context_gib: float = 0.0
     v2_runner_architectures: frozenset[str] = frozenset()  # no sampler peak, graphs outside
+    # What a server holds beyond its profile's peak, weights and KV cache, as nvidia-smi shows it
+    # (CUDA context, CUDA graphs, buffers allocated after profiling), per model runner, with
+    # CUDA graphs on: a fixed part, plus per MLP width (V1 runner) or per max_model_len token
+    # and layer (V2 runner). Fitted on the lent H200 (footprint_outside_bytes).
+    outside_v1_gib: float = 0.0
+    outside_v1_per_intermediate_gib: float = 0.0
+    outside_v2_gib: float = 0.0
+    outside_v2_per_token_layer_gib: float = 0.0
+    # Measured peaks above the formula, per architecture, inside the fraction.
+    architecture_extra_gib: tuple[tuple[str, float], ...] = ()
+    # What kvcached maps for a server before it holds a token (planner.kv_cache: elastic).
+    kvcached_idle_gib: float = 0.0
 
     @property
     def reserved_gib(self) -> float:
@@ -128,6 +143,16 @@ V0_24 = MemoryModel(
     outside_graphs_gib=2.1,
     profiles_max_model_len=False,
     own_context_gib=0.51,
+    # The footprint of a server sized in bytes, fitted on seven shapes on the lent H200,
+    # 2026-12-02 (tools/gpu/calibration/): each plan within 1.5 % above nvidia-smi's figure.
+    outside_v1_gib=0.45,
+    outside_v1_per_intermediate_gib=4.0e-5,
+    outside_v2_gib=1.5,
+    outside_v2_per_token_layer_gib=6.61e-7,
+    # Qwen3 8B's KV cache came out 0.31 GiB short of the formula at a fraction (40,704 tokens
+    # against 42,938), and its footprint 0.3 GiB above the Llama shapes'.
+    architecture_extra_gib=(("Qwen3ForCausalLM", 0.31),),
+    kvcached_idle_gib=KVCACHED_IDLE_GIB,
     # vllm/config/vllm.py DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES of 0.24.0.
     v2_runner_architectures=frozenset(
         {
@@ -161,9 +186,11 @@ def overhead_bytes(
     architectures: tuple[str, ...],
     gpu_memory_gib: float,
     compute_capability: str,
+    v2_runner_allowed: bool = True,
 ) -> int:
     """What a server takes inside its fraction besides weights and KV cache: allocations outside
-    torch, the peak of vLLM's profiling run (forward pass, sampler) and CUDA graphs."""
+    torch, the peak of vLLM's profiling run (forward pass, sampler) and CUDA graphs.
+    `v2_runner_allowed` is false where the V2 model runner is turned off (kvcached)."""
     mm = memory_model
     sequences, batched_tokens = mm.batch_defaults(gpu_memory_gib, compute_capability)
     # V0 profiles one batch of max_model_len tokens (at least 2048), chunking above 32K; V1 one
@@ -174,13 +201,42 @@ def overhead_bytes(
     forward = tokens * per_token / tensor_parallel
     if not enforce_eager:
         forward *= mm.compiled_forward_factor
-    v2_runner = any(a in mm.v2_runner_architectures for a in architectures)
+    v2_runner = v2_runner_allowed and any(a in mm.v2_runner_architectures for a in architectures)
     sampler = 0.0
     if not v2_runner:
         sampler = sequences * vocab * mm.sampler_bytes_per_logit + mm.sampler_fixed_gib * GIB
     peak = forward + sampler if mm.sampler_stacks_on_forward else max(forward, sampler)
     graphs = 0.0 if enforce_eager or v2_runner else mm.graphs_inside_gib
-    return int(peak + (mm.non_torch_gib + graphs) * GIB)
+    extra = max(
+        (gib for arch, gib in mm.architecture_extra_gib if arch in architectures), default=0
+    )
+    return int(peak + (mm.non_torch_gib + graphs + extra) * GIB)
+
+
+def footprint_outside_bytes(
+    memory_model: MemoryModel,
+    *,
+    intermediate: int,
+    layers: int,
+    max_model_len: int,
+    enforce_eager: bool,
+    architectures: tuple[str, ...],
+    v2_runner_allowed: bool = True,
+) -> int:
+    """What a server holds outside its profile, weights and KV cache, as nvidia-smi shows it:
+    its CUDA context, its CUDA graphs (inside the fraction on the V1 runner, outside on the V2
+    runner) and what it allocates after profiling. With CUDA graphs, fitted on the lent H200
+    (docs/planner.md): the V1 runner's grows with the MLP's width, the V2 runner's with
+    max_model_len x layers. Eager servers keep the chain bound's per-server figure."""
+    mm = memory_model
+    if enforce_eager or not mm.outside_v2_gib:
+        return int(mm.outside_gib(enforce_eager) * GIB)
+    v2_runner = v2_runner_allowed and any(a in mm.v2_runner_architectures for a in architectures)
+    if v2_runner:
+        gib = mm.outside_v2_gib + mm.outside_v2_per_token_layer_gib * max_model_len * layers
+    else:
+        gib = mm.outside_v1_gib + mm.outside_v1_per_intermediate_gib * intermediate
+    return int(gib * GIB)
 
 
 def safe_fraction_total(

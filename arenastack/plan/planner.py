@@ -159,7 +159,11 @@ def activation_bytes(model: Model, info: ModelInfo | None) -> int:
 
 
 def overhead_bytes(
-    model: Model, info: ModelInfo | None, mm: MemoryModel = V0_8, gpu: GpuSpec | None = None
+    model: Model,
+    info: ModelInfo | None,
+    mm: MemoryModel = V0_8,
+    gpu: GpuSpec | None = None,
+    v2_runner_allowed: bool = True,
 ) -> int:
     """Inside the fraction besides weights and KV cache, per vLLM version (plan/memory.py);
     `gpu` decides vLLM's batch defaults (an 80 GiB A100's when unknown)."""
@@ -178,6 +182,22 @@ def overhead_bytes(
         architectures=info.architectures,
         gpu_memory_gib=gpu.memory_gib if gpu else 80.0,
         compute_capability=gpu.compute_capability if gpu else "8.0",
+        v2_runner_allowed=v2_runner_allowed,
+    )
+
+
+def outside_bytes(model: Model, info: ModelInfo | None, mm: MemoryModel, elastic: bool) -> int:
+    """What the server holds outside its profile, weights and KV cache (memory.py)."""
+    if info is None:
+        return int(mm.outside_gib(model.enforce_eager) * GIB)
+    return memory.footprint_outside_bytes(
+        mm,
+        intermediate=info.intermediate_size,
+        layers=info.num_layers,
+        max_model_len=model.max_model_len or info.max_position_embeddings or 2048,
+        enforce_eager=model.enforce_eager,
+        architectures=info.architectures,
+        v2_runner_allowed=not elastic,
     )
 
 
@@ -256,7 +276,9 @@ def _entry(
     """`memory`: the total the fraction applies to (the version's usable memory)."""
     kv_cache = None
     weights = weights_bytes(model, info)
-    overhead = overhead_bytes(model, info, mm, gpu)
+    # kvcached needs vLLM's V2 model runner off (stack.KVCACHED_ENVIRONMENT).
+    elastic = sizing == "elastic"
+    overhead = overhead_bytes(model, info, mm, gpu, v2_runner_allowed=not elastic)
     per_token = kv_bytes_per_token(model, info) if info else None
     tokens = _tokens(model, info, sequences)
     footprint = None
@@ -265,7 +287,10 @@ def _entry(
         if kv_cache is None and per_token is not None and tokens is not None:
             kv_cache = exact_kv_bytes(tokens, per_token)
         if weights is not None and kv_cache is not None:
-            footprint = footprint_bytes(weights, overhead, kv_cache, mm, model.enforce_eager)
+            outside = outside_bytes(model, info, mm, elastic)
+            if elastic:
+                outside += int(mm.kvcached_idle_gib * GIB)
+            footprint = footprint_bytes(weights, overhead, kv_cache, outside)
     elif memory is not None and model.gpu_memory_utilization != "auto" and weights is not None:
         kv_cache = int(model.gpu_memory_utilization * memory) - weights - overhead
     return ModelPlan(
@@ -293,6 +318,8 @@ def _plan_cpu(models: list[Model], infos: list[ModelInfo | None], sequences: int
 
 
 def _short_of_one_sequence(entry: ModelPlan) -> Problem | None:
+    if entry.sizing != "fraction":
+        return None  # sized in bytes for its sequences; an elastic pool is checked as it is cut
     length = entry.model.max_model_len or (
         entry.info.max_position_embeddings if entry.info else None
     )
@@ -306,6 +333,8 @@ def _short_of_one_sequence(entry: ModelPlan) -> Problem | None:
 
 
 def _short_of_kv(entry: ModelPlan, setting: str) -> Problem | None:
+    if entry.sizing != "fraction":
+        return None
     if entry.kv_tokens is None or entry.tokens is None or entry.kv_tokens >= entry.tokens:
         return None
     return Problem(
@@ -451,9 +480,8 @@ def _elastic_pools(
 
 
 def _idle_footprint(entry: ModelPlan, mm: MemoryModel) -> int:
-    return footprint_bytes(
-        entry.weights_bytes or 0, entry.overhead_bytes, 0, mm, entry.model.enforce_eager
-    )
+    """What an elastic model holds before it holds a token: its footprint less its KV pages."""
+    return (entry.footprint_bytes or 0) - (entry.kv_cache_bytes or 0)
 
 
 def _length(entry: ModelPlan) -> int:

@@ -16,6 +16,7 @@ mkdir -p "$OUT"
 case "$1" in
 install)
     if [ ! -f /tmp/site/.done ]; then
+        [ "$(ls /tmp/parts 2>/dev/null | wc -l)" -ge 7 ] || { echo "the wheel parts are missing"; exit 2; }
         t=$(date +%s)
         cat /tmp/parts/part-* | tar xf - -C /tmp
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \

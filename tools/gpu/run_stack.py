@@ -40,6 +40,19 @@ LOGGED = {
 }
 
 
+def complete(path: Path) -> dict[str, Any]:
+    """The catalog's config.json with what the catalog leaves out put back: Phi-3's long RoPE
+    factor lists (the planner does not read them, transformers requires them), as ones, which
+    changes no memory figure."""
+    config: dict[str, Any] = json.loads(path.read_text())
+    rope = config.get("rope_scaling") or {}
+    if (rope.get("rope_type") or rope.get("type")) == "longrope" and "long_factor" not in rope:
+        head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        rotary = int(head_dim * config.get("partial_rotary_factor", 1.0))
+        rope["long_factor"] = rope["short_factor"] = [1.0] * (rotary // 2)
+    return config
+
+
 def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
@@ -130,7 +143,7 @@ def main() -> int:
     for name, spec in servers.items():
         folder = Path("/tmp/m") / name
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / spec["config"], folder / "config.json")
+        (folder / "config.json").write_text(json.dumps(complete(REPO / spec["config"])))
         for tokenizer_file in args.tokenizer.glob("tokenizer*"):
             shutil.copy(tokenizer_file, folder / tokenizer_file.name)
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
@@ -161,8 +174,10 @@ def main() -> int:
             now = time.monotonic() - began
             for name, spec in servers.items():
                 waits_done = all(w in ready for w in spec["after"])
-                if name not in processes and waits_done:
+                if name not in processes and name not in stopped and waits_done:
                     start(name)
+                elif name not in processes and any(w in stopped for w in spec["after"]):
+                    stopped[name] = "not started: what it waits for failed"
             for name, process in processes.items():
                 if name in ready or name in stopped:
                     continue

@@ -232,3 +232,29 @@ def test_hostile_display_names_stay_labels(tmp_path: Path) -> None:
     content = yaml.safe_load(resolved)["configs"]["prometheus_config"]["content"]
     labels = yaml.safe_load(content)["scrape_configs"][0]["static_configs"][0]["labels"]
     assert labels["display_name"] == hostile.replace("$", "$$")
+
+
+def test_a_kv_cache_sized_in_bytes_is_drawn_in_bytes(tmp_path: Path) -> None:
+    """Models sized in bytes get a rule for their KV cache's size and a panel of the bytes that
+    hold tokens (vLLM's usage times that size); the seed's fraction-sized ones keep the share."""
+    from arenastack.monitoring.dashboard import dashboard
+    from arenastack.monitoring.prometheus import KV_CACHE_BYTES, prometheus_rules
+
+    data = yaml.safe_load((REPO / "tests/fixtures/manifests/elastic.yaml").read_text())
+    data["monitoring"] = {"enabled": True}
+    manifest = tmp_path / "elastic.yaml"
+    manifest.write_text(yaml.safe_dump(data))
+    prepared = prepare(manifest, "1x139.8@9.0")
+    models = prepared.plan.models
+    rules = prometheus_rules(models, "cuda")["groups"][0]["rules"]
+    sizes = {r["labels"]["service"]: r["expr"] for r in rules if r["record"] == KV_CACHE_BYTES}
+    assert sizes == {m.service: f"vector({m.kv_cache_memory_bytes})" for m in models}
+    document = dashboard(models, metric_names(prepared.dialect.version), "cuda")
+    titles = [panel["title"] for panel in document["panels"]]
+    assert sum(title.endswith(": KV cache in use") for title in titles) == len(models)
+    queries = [expr for title, expr in dashboard_queries(document) if "KV cache in use" in title]
+    assert all(KV_CACHE_BYTES in expr for expr in queries)
+    assert any("kv_cache_usage_perc" in expr and "scalar(" in expr for expr in queries)
+    seed = prepare(REPO / "compose/models.yaml", "1x80@8.0")
+    seed_rules = prometheus_rules(seed.plan.models, "cuda")["groups"][0]["rules"]
+    assert all(r["record"] != KV_CACHE_BYTES for r in seed_rules)

@@ -413,3 +413,15 @@ def test_a_model_that_fails_beside_others_starting_together_stops_none_of_them(
     chained = live_view.Watch(models, [], max_restarts=2, started=0.0)
     chained.failed["a"] = failures[0]
     assert chained.blocked("b") and chained.blocked("c")
+
+
+def test_status_shows_the_bytes_of_a_kv_cache_sized_in_bytes() -> None:
+    status = stack_status.ModelStatus(
+        service="qwen3", display_name="Qwen3", gpus=[0], fraction=0.16,
+        cpu_kvcache_space_gib=None, state="running", health="healthy", restarts=0,
+        uptime_s=10.0, metrics_url=None, kv_cache_usage=0.25, kv_cache_bytes=4 * 2**30,
+        kv_cache_used_bytes=2**30,
+    )  # fmt: skip
+    assert stack_status._kv_cache(status) == "25.0 % (1.00/4.0 GiB)"
+    status.kv_cache_bytes = status.kv_cache_used_bytes = None
+    assert stack_status._kv_cache(status) == "25.0 %"

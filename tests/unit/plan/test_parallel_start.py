@@ -13,6 +13,7 @@ import yaml
 from arenastack.core.problems import ManifestError
 from arenastack.plan.footprint import BLOCK_TOKENS, exact_kv_bytes, init_check_fraction
 from arenastack.plan.memory import GIB, V0_24
+from arenastack.plan.planner import outside_bytes
 from arenastack.render.pipeline import compose_text, prepare
 
 THREE = {
@@ -129,7 +130,7 @@ def test_the_footprint_is_weights_overhead_kv_and_what_lies_outside_the_fraction
     for entry in prepared.plan.entries:
         assert entry.sizing == "bytes"
         assert entry.weights_bytes is not None and entry.kv_cache_bytes is not None
-        outside = int(V0_24.outside_gib(entry.model.enforce_eager) * GIB)
+        outside = outside_bytes(entry.model, entry.info, V0_24, elastic=False)
         expected = entry.weights_bytes + entry.overhead_bytes + entry.kv_cache_bytes + outside
         assert entry.footprint_bytes == expected
     assert prepared.plan.together == frozenset({0})
