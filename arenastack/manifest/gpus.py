@@ -102,5 +102,6 @@ class Planner(Strict):
         description="How models that share a GPU start. 'auto': together where every one of "
         "them has its KV cache sized in bytes (exact or elastic), one after another (each "
         "waiting for the previous one to be healthy) where any has a fraction, whose size "
-        "depends on what its neighbours hold. 'parallel' or 'chain' for every GPU.",
+        "depends on what its neighbours hold. 'parallel' or 'chain' for every GPU. On "
+        "device: cpu, 'auto' keeps each start slot a chain and 'parallel' starts it together.",
     )

@@ -227,7 +227,7 @@ def plan(
         p for m, i in zip(models, infos, strict=True) if (p := _longer_than_the_model(m, i))
     ]
     if manifest.device == "cpu":
-        planned = _plan_cpu(models, infos, sequences)
+        planned = _plan_cpu(models, infos, sequences, manifest.planner.start)
     elif gpus is None:
         planned = Plan(models, [], [], [], [])
     else:
@@ -307,14 +307,17 @@ def _entry(
     )
 
 
-def _plan_cpu(models: list[Model], infos: list[ModelInfo | None], sequences: int) -> Plan:
+def _plan_cpu(
+    models: list[Model], infos: list[ModelInfo | None], sequences: int, start: str
+) -> Plan:
     settled = [replace(m, gpus=(0,) if m.gpus == "auto" else m.gpus) for m in models]
     entries = []
     for model, info in zip(settled, infos, strict=True):
         entry = _entry(model, info, sequences, None)
         entries.append(replace(entry, kv_cache_bytes=model.cpu_kvcache_space * GIB))
     warnings = [w for e in entries if (w := _short_of_kv(e, "cpu_kvcache_space"))]
-    return Plan(settled, entries, [], [], warnings)
+    together = starts_together(settled, start, "cpu")
+    return Plan(settled, entries, [], [], warnings, together)
 
 
 def _short_of_one_sequence(entry: ModelPlan) -> Problem | None:

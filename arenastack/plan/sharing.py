@@ -32,14 +32,20 @@ def fraction_terms(models: list[Model]) -> str:
     )
 
 
-def starts_together(models: list[Model], start: str) -> frozenset[int]:
-    """The GPUs whose models start together rather than one after another (planner.start):
-    those where every model has its KV cache sized in bytes, so that none is sized from a memory
-    profile its neighbours disturb while they load (vLLM #9198)."""
-    if start == "chain":
+def starts_together(models: list[Model], start: str, device: str = "cuda") -> frozenset[int]:
+    """The GPUs (start slots on CPU) whose models start together rather than one after another
+    (planner.start). On CUDA, 'auto' picks those where every model has its KV cache sized in
+    bytes, so that none is sized from a memory profile its neighbours disturb while they load
+    (vLLM #9198). On CPU every KV cache is a fixed VLLM_CPU_KVCACHE_SPACE, so only the time two
+    loads at once take on a small machine is at stake: 'parallel' starts a slot together,
+    'auto' keeps it a chain."""
+    slots = models_by_gpu(models)
+    if start == "chain" or (device == "cpu" and start == "auto"):
         return frozenset()
+    if device == "cpu":
+        return frozenset(slots)
     return frozenset(
         index
-        for index, sharing in models_by_gpu(models).items()
+        for index, sharing in slots.items()
         if all(m.kv_cache_memory_bytes is not None for m in sharing)
     )

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 from openai import OpenAI
 from playwright.sync_api import expect
 from python_on_whales import DockerException
@@ -17,7 +18,7 @@ from python_on_whales import DockerException
 from arenastack.core.services import VLLM_PORT, WEBUI_PORT
 from arenastack.render.pipeline import prepare
 from tests.live import vote_buttons
-from tests.live.conftest import RUN, SCREENSHOTS, SWAP_MANIFEST, Stack
+from tests.live.conftest import LIVE, MANIFEST, RUN, SCREENSHOTS, SWAP_MANIFEST, Stack, _epoch
 
 pytestmark = pytest.mark.live
 
@@ -306,6 +307,36 @@ def test_swap_recreates_only_the_changed_model_and_builds_nothing(stack: Stack) 
         assert chat(stack, "tiny-q").strip()
     finally:
         RUN.render(stack.manifest.parent / "manifest.yaml")
+
+
+def test_a_slot_set_to_start_together_starts_together(stack: Stack) -> None:
+    """planner.start: parallel: tiny-b no longer waits for tiny-a, its neighbour in slot 0. Both
+    containers made anew start at once: tiny-b's starts before tiny-a serves, read from the
+    engine's own start times and log timestamps (not from how long anything took)."""
+    data = yaml.safe_load(MANIFEST.read_text())
+    data["planner"] = {"start": "parallel"}
+    source = LIVE / f".run-{RUN.project}-parallel-source.yaml"
+    source.write_text(yaml.safe_dump(data, sort_keys=False))
+    RUN.render(source)
+    try:
+        depends = yaml.safe_load(RUN.compose_file.read_text())["services"]["tiny-b"]["depends_on"]
+        assert set(depends) == {"fetch-models"}
+        stack.docker.compose.rm(services=["tiny-a", "tiny-b"], stop=True)
+        stack.docker.compose.up(
+            services=["tiny-a", "tiny-b"], detach=True, wait=True, wait_timeout=600, pull="never"
+        )
+        started = {s: _epoch(stack.inspect(s)["State"]["StartedAt"]) for s in ("tiny-a", "tiny-b")}
+        serving = {s: stack.logged(s, "Application startup complete") for s in started}
+        assert started["tiny-b"] < serving["tiny-a"] and started["tiny-a"] < serving["tiny-b"]
+        stack.report.figures["parallel_slot_start_apart_s"] = round(
+            abs(started["tiny-b"] - started["tiny-a"]), 2
+        )
+        stack.report.figures["parallel_slot_both_serving_after_s"] = round(
+            max(serving.values()) - min(started.values()), 1
+        )
+        assert chat(stack, "tiny-b").strip() and chat(stack, "tiny-a").strip()
+    finally:
+        RUN.render(MANIFEST)
 
 
 def test_teardown_leaves_nothing_of_the_project(stack: Stack) -> None:

@@ -15,6 +15,7 @@ from arenastack.plan.footprint import BLOCK_TOKENS, exact_kv_bytes, init_check_f
 from arenastack.plan.memory import GIB, V0_24
 from arenastack.plan.planner import outside_bytes
 from arenastack.render.pipeline import compose_text, prepare
+from tests.conftest import REPO
 
 THREE = {
     "qwen3": {"model": "Qwen/Qwen3-8B"},
@@ -243,3 +244,17 @@ def test_kv_cache_memory_bytes_by_hand_needs_a_ref_that_takes_it(tmp_path: Path)
     assert "only exists from vLLM v0.10.2" in messages["models.qwen3.kv_cache_memory_bytes"]
     found = services(manifest(tmp_path, "v0.24.0", models=models))
     assert flag(found["qwen3"], "--kv-cache-memory-bytes") == str(8 * 2**30)
+
+
+@pytest.mark.parametrize(("start", "waits_for"), [("auto", {"qwen"}), ("parallel", set())])
+def test_on_cpu_a_slot_chains_unless_told_to_start_together(
+    tmp_path: Path, start: str, waits_for: set[str]
+) -> None:
+    """CPU KV caches are fixed (VLLM_CPU_KVCACHE_SPACE): starting together is safe, but two loads
+    at once crowd a small machine, so 'auto' keeps the chain."""
+    data = yaml.safe_load((REPO / "compose" / "cpu.yaml").read_text())
+    data["planner"] = {"start": start}
+    path = tmp_path / "cpu.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    document = yaml.safe_load(compose_text(prepare(path), tmp_path / "c.yml"))
+    assert waits(document["services"]["smollm"]) == waits_for
