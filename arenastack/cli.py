@@ -7,6 +7,7 @@
     render.py up [MANIFEST] [-o docker-compose.yml]      (render, build, start, watch)
     render.py status [MANIFEST] [-o docker-compose.yml] [--json]
     render.py leaderboard [MANIFEST] [--logs DIR] [--json | --csv] [--plot PATH.png]
+    render.py judge [MANIFEST] --judge MODEL [--prompts FILE] [--rounds N] [--json]
 
 Exit status: 0 done; 1 arenastack is not installed from a checkout; 2 the manifest (or the
 command line) has problems, each printed as one line naming the field; 3 a bug in arenastack (the
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return NOT_A_CHECKOUT
     command = (
         argv[0]
-        if argv and argv[0] in ("plan", "schema", "up", "status", "leaderboard")
+        if argv and argv[0] in ("plan", "schema", "up", "status", "leaderboard", "judge")
         else "render"
     )
     arguments = argv[1:] if command != "render" else argv
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             from arenastack.operate import leaderboard_cli
 
             return leaderboard_cli.main(arguments)
+        if command == "judge":
+            from arenastack.judge import cli as judge_cli
+
+            return judge_cli.main(arguments)
         if command == "plan":
             return _plan(_plan_parser().parse_args(arguments))
         if command == "schema":

@@ -1,6 +1,10 @@
 """The leaderboard as people read it: rich text, JSON, CSV, a picture, and the files the
 leaderboard service leaves on the logs volume for the web UI.
 
+Three boards where an LLM judge has voted too (`render.py judge`): people's votes alone (the
+board of every earlier release, at the top level of the result), the judge's alone, and both
+together; with the agreement of the first two, and the judge's ratings with style held constant.
+
 Standard library and numpy at import time (matplotlib and rich only when asked for), so the
 FastChat image can run it.
 """
@@ -12,10 +16,13 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arenastack.arena.ratings import Leaderboard, Settings, leaderboard
+from arenastack.arena.comparison import agreement, style_controlled
+from arenastack.arena.judgments import JudgeLog, judgment_files, read_judgments
+from arenastack.arena.ratings import Leaderboard, Settings, leaderboard, select
 from arenastack.arena.votelog import conv_files, read_votes
 from arenastack.core.files import write_atomically
 
@@ -27,19 +34,59 @@ JSON_FIELDS = ("rank", "model", "rating", "ci_low", "ci_high", "elo", "votes", "
                "ties", "win_rate")  # fmt: skip
 
 
+BOARDS = ("human", "judge", "combined")
+
+
+@dataclass
+class Boards:
+    """People's board, and where a judge has voted, its own and the two together."""
+
+    human: Leaderboard
+    judge: Leaderboard | None = None
+    combined: Leaderboard | None = None
+    judges: list[str] = field(default_factory=list)
+    agreement: dict[str, Any] | None = None
+    style: dict[str, Any] | None = None
+
+    def board(self, name: str) -> Leaderboard | None:
+        return {"human": self.human, "judge": self.judge, "combined": self.combined}[name]
+
+
 def compute(
     logs: Path,
     settings: Settings | None = None,
     known_models: Sequence[str] | None = None,
     identity_filter: bool = False,
     identity_words: Sequence[str] = (),
-) -> Leaderboard:
-    """Read every `*-conv.json` under `logs` (recursively) and rate the models."""
+) -> Boards:
+    """Read every `*-conv.json` (people's votes) and `*-judge.jsonl` (a judge's) under `logs`,
+    recursively, and rate the models."""
+    settings = settings or Settings()
     log = read_votes(conv_files(logs), known_models, identity_filter, identity_words)
-    board = leaderboard(log, settings)
+    human = leaderboard(log, settings)
     if not log.files:
-        board.notes.insert(0, f"no conversation logs (*-conv.json) under {logs}")
-    return board
+        human.notes.insert(0, f"no conversation logs (*-conv.json) under {logs}")
+    judged = read_judgments(judgment_files(logs), known_models)
+    if not judged.judgments:
+        return Boards(human)
+    return judge_boards(human, log.battles, judged, settings)
+
+
+def judge_boards(
+    human: Leaderboard, votes: Sequence[Any], judged: JudgeLog, settings: Settings
+) -> Boards:
+    judge = leaderboard(judged.battles, settings)
+    judge.notes = [n for n in judge.notes if n != "no votes to count yet"] + judged.messages()
+    combined = leaderboard([*select(votes, settings), *judged.battles], settings)
+    shared = agreement(human, judge) if human.rows and judge.rows else None
+    return Boards(
+        human,
+        judge,
+        combined,
+        judges=judged.judges,
+        agreement=shared,
+        style=style_controlled(judged.judgments, settings),
+    )
 
 
 def rows_json(board: Leaderboard) -> str:
@@ -140,12 +187,36 @@ def figure_png(board: Leaderboard, title: str = "") -> bytes:
     return buffer.getvalue()
 
 
-def result_document(board: Leaderboard, **extra: Any) -> dict[str, Any]:
-    return {**board.as_dict(), "summary": summary(board), **extra}
+def result_document(boards: Boards, **extra: Any) -> dict[str, Any]:
+    """People's board at the top level, as before; the judge's and the combined one beside."""
+    document = {**boards.human.as_dict(), "summary": summary(boards.human), **extra}
+    for name in ("judge", "combined"):
+        board = boards.board(name)
+        if board is not None:
+            document[name] = {**board.as_dict(), "summary": summary(board)}
+    if boards.judges:
+        document["judges"] = boards.judges
+        document["agreement"] = boards.agreement
+        document["judge_style_controlled"] = boards.style
+    return document
 
 
-def write_result(folder: Path, board: Leaderboard, title: str = "", **extra: Any) -> None:
+def write_result(folder: Path, boards: Boards, title: str = "", **extra: Any) -> None:
     """The picture first, then the JSON naming it: a reader of the JSON finds a current picture."""
-    write_atomically(folder / RESULT_PNG, figure_png(board, title))
-    document = result_document(board, **extra)
+    write_atomically(folder / RESULT_PNG, figure_png(boards.human, title))
+    document = result_document(boards, **extra)
     write_atomically(folder / RESULT_JSON, json.dumps(document, indent=1).encode())
+
+
+def agreement_line(boards: Boards) -> str | None:
+    shared = boards.agreement
+    if shared is None:
+        return None
+    share = shared["share_agreeing"]
+    correlation = shared["rank_correlation"]
+    return (
+        f"people and the judge agree on {shared['pairs_agreeing']} of "
+        f"{shared['pairs_compared']} pairs of models"
+        + ("" if share is None else f" ({share:.0%})")
+        + ("" if correlation is None else f"; rank correlation {correlation:+.2f}")
+    )

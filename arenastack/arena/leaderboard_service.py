@@ -3,7 +3,8 @@
     python -m arenastack.leaderboard_service [--arena /etc/arenastack/arena.json] [--once]
 
 Runs in its own container (the FastChat image, without FastChat): every `refresh_seconds` it
-compares the size and mtime of the experiment's `*-conv.json` files with what it last read, and
+compares the size and mtime of the experiment's `*-conv.json` files (and a judge's
+`*-judge.jsonl`) with what it last read, and
 when they changed it reads them again, rates the models and replaces `leaderboard.json` and
 `leaderboard.png` in `<logs>/leaderboard/` atomically. The web UI only reads those two files, so
 neither a slow computation nor a crash here can delay a chat or lose a vote: the UI appends votes
@@ -23,6 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from arenastack.arena.judgments import judgment_files
 from arenastack.arena.leaderboard import compute, write_result
 from arenastack.arena.ratings import Settings
 from arenastack.arena.votelog import conv_files, count_votes, legacy_files, snapshot
@@ -51,7 +53,7 @@ def update(arena: dict[str, Any]) -> dict[str, Any]:
     """Compute and write the leaderboard once; returns the document written."""
     logs = Path(arena["logs"])
     board_settings = arena.get("leaderboard", {})
-    board = compute(
+    boards = compute(
         logs,
         settings_of(arena),
         known_models=[str(m["name"]) for m in arena.get("models", [])],
@@ -60,13 +62,13 @@ def update(arena: dict[str, Any]) -> dict[str, Any]:
     )
     legacy = count_votes(legacy_files(Path(arena.get("volume", logs.parent))))
     if legacy:
-        board.notes.append(
+        boards.human.notes.append(
             f"{legacy} older votes at the top of the logs volume predate experiments and are "
             "not counted here (`render.py leaderboard --logs` reads a copy of them)"
         )
     extra = {"experiment": arena["experiment"], "legacy_votes": legacy, "updated": time.time()}
-    write_result(Path(arena["result"]), board, arena.get("title", ""), **extra)
-    return {**board.as_dict(), **extra}
+    write_result(Path(arena["result"]), boards, arena.get("title", ""), **extra)
+    return {**boards.human.as_dict(), **extra}
 
 
 def watch(arena: dict[str, Any], once: bool = False) -> None:
@@ -75,7 +77,7 @@ def watch(arena: dict[str, Any], once: bool = False) -> None:
     interval = float(arena.get("leaderboard", {}).get("refresh_seconds", 10))
     seen: object = None
     while True:
-        state = snapshot([*conv_files(logs), *legacy_files(volume)])
+        state = snapshot([*conv_files(logs), *judgment_files(logs), *legacy_files(volume)])
         if state != seen:
             try:
                 written = update(arena)

@@ -35,7 +35,7 @@ ANCHOR = 1000.0
 ELO_K = 4.0
 # FastChat's fit: LogisticRegression(fit_intercept=False) keeps scikit-learn's default L2 penalty.
 FASTCHAT_RIDGE = 1.0
-_LN_BASE = math.log(BASE)
+LN_BASE = math.log(BASE)
 
 Floats = npt.NDArray[np.float64]
 
@@ -126,17 +126,17 @@ def _fit(cells: Floats, size: int, ridge: float) -> Floats:
     beta = np.zeros((rounds, size))
 
     def objective(b: Floats) -> Floats:
-        z = _LN_BASE * (b @ incidence.T)
+        z = LN_BASE * (b @ incidence.T)
         data = successes * np.logaddexp(0.0, -z) + failures * np.logaddexp(0.0, z)
         return np.asarray(data.sum(axis=1) + 0.5 * penalty * (b * b).sum(axis=1))
 
     current = objective(beta)
     for _ in range(100):
-        z = _LN_BASE * (beta @ incidence.T)
+        z = LN_BASE * (beta @ incidence.T)
         p = 1.0 / (1.0 + np.exp(-z))
-        slope = _LN_BASE * (trials * p - successes)
+        slope = LN_BASE * (trials * p - successes)
         gradient = slope @ incidence + penalty * beta
-        weight = _LN_BASE**2 * trials * p * (1.0 - p)
+        weight = LN_BASE**2 * trials * p * (1.0 - p)
         hessian = np.einsum("pa,rp,pb->rab", incidence, weight, incidence)
         hessian += (penalty + pin) * np.eye(size)
         step = np.linalg.solve(hessian, gradient[..., None])[..., 0]

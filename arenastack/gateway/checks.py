@@ -101,12 +101,22 @@ def warnings(manifest: Manifest, env_file: Path) -> list[Problem]:
 
 
 def master_key_is_set(env_file: Path) -> bool:
-    if os.environ.get(MASTER_KEY_ENV, "").strip():
-        return True
+    return master_key(env_file) is not None
+
+
+def master_key(env_file: Path) -> str | None:
+    """The gateway's master key, from the shell or the `.env` Compose reads (`env_file`)."""
+    if value := os.environ.get(MASTER_KEY_ENV, "").strip():
+        return value
     try:
         lines = env_file.read_text(encoding="utf-8").splitlines()
     except OSError:
-        return False
+        return None
+    for line in lines:
+        name, equals, value = line.strip().removeprefix("export ").partition("=")
+        if equals and name.strip() == MASTER_KEY_ENV and value.strip().strip("'\"").strip():
+            return value.strip().strip("'\"").strip()
+    return None
     for line in lines:
         name, equals, value = line.strip().removeprefix("export ").partition("=")
         if equals and name.strip() == MASTER_KEY_ENV and value.strip().strip("'\"").strip():

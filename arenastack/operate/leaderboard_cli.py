@@ -21,7 +21,7 @@ from pathlib import Path
 from python_on_whales import DockerException
 
 from arenastack.arena import leaderboard
-from arenastack.arena.ratings import Leaderboard, Settings
+from arenastack.arena.ratings import Settings
 from arenastack.core.files import write_atomically
 from arenastack.core.problems import ManifestError
 from arenastack.manifest import Manifest, load_manifest, resolve_models
@@ -48,6 +48,13 @@ def parser() -> argparse.ArgumentParser:
         help=f"manifest of the experiment (default {DEFAULT_MANIFEST}; with --logs, optional)",
     )
     p.add_argument("--logs", type=Path, metavar="DIR", help="read FastChat logs from DIR instead")
+    p.add_argument(
+        "--board",
+        choices=leaderboard.BOARDS,
+        default="human",
+        help="with --json, --csv or --plot: people's votes (default), an LLM judge's "
+        "(render.py judge), or both together; the table shows every board there is",
+    )
     # -f/--compose-file: this command's spelling before `up` and `status` shared theirs.
     stack_state.add_location_options(p, "-f", "--compose-file")
     output = p.add_mutually_exclusive_group()
@@ -89,7 +96,7 @@ def copy_from_stack(location: stack_state.Location, folder: str, target: Path) -
         ) from None
 
 
-def board_for(args: argparse.Namespace) -> tuple[Leaderboard, str]:
+def board_for(args: argparse.Namespace) -> tuple[leaderboard.Boards, str]:
     manifest_path = args.manifest
     if manifest_path is None and args.logs is None:
         manifest_path = DEFAULT_MANIFEST
@@ -121,16 +128,33 @@ def board_for(args: argparse.Namespace) -> tuple[Leaderboard, str]:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        board, title = board_for(args)
+        boards, title = board_for(args)
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    board = boards.board(args.board)
+    if board is None:
+        print(
+            f"error: no {args.board} board: no judgment (render.py judge) was found",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(leaderboard.rows_json(board))
     elif args.csv:
         print(leaderboard.rows_csv(board), end="")
     else:
-        leaderboard.print_table(board, title)
+        leaderboard.print_table(
+            boards.human, f"{title} (people's votes)" if boards.judge else title
+        )
+        for name in ("judge", "combined"):
+            other = boards.board(name)
+            if other is not None:
+                who = ", ".join(boards.judges)
+                heading = "the judge's votes" if name == "judge" else "people's and the judge's"
+                leaderboard.print_table(other, f"{title} ({heading}; judge {who})")
+        if (line := leaderboard.agreement_line(boards)) is not None:
+            print(line)
     if args.json or args.csv:
         for note in board.notes:
             print(f"note: {note}", file=sys.stderr)

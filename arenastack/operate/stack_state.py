@@ -18,7 +18,8 @@ from typing import Any
 from python_on_whales import DockerClient
 from python_on_whales.utils import run
 
-from arenastack.manifest import Manifest
+from arenastack.core.services import VLLM_PORT
+from arenastack.manifest import Manifest, Model
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -138,6 +139,21 @@ def look(docker: DockerClient, project: str) -> dict[str, Container]:
         if known is None or (container.started_at or _EPOCH) > (known.started_at or _EPOCH):
             by_service[container.service] = container
     return by_service
+
+
+def host_of(address: str) -> str:
+    """Where a port bound to `address` is reached from this host."""
+    return "127.0.0.1" if address in ("0.0.0.0", "::") else address
+
+
+def server_address(manifest: Manifest, model: Model, container: Container | None) -> str | None:
+    """`http://host:port` of a model's server from this host: its published port when there is
+    one; else the container's address on its network (reachable from a Linux host)."""
+    if model.port is not None:
+        return f"http://{host_of(manifest.bind_address)}:{model.port}"
+    if container is not None and container.ip_address:
+        return f"http://{container.ip_address}:{VLLM_PORT}"
+    return None
 
 
 def logs(docker: DockerClient, container: Container, tail: int) -> list[str]:

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arenastack.core.services import VLLM_PORT
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.operate import gateway_health, stack_state
 from arenastack.operate.gateway_health import GatewayHealth
@@ -76,18 +75,9 @@ class StackStatus:
         return asdict(self)
 
 
-def _host(address: str) -> str:
-    return "127.0.0.1" if address in ("0.0.0.0", "::") else address
-
-
 def metrics_url(manifest: Manifest, model: Model, container: Container | None) -> str | None:
-    """The published port when there is one; else the container's address on its network
-    (reachable from a Linux host)."""
-    if model.port is not None:
-        return f"http://{_host(manifest.bind_address)}:{model.port}/metrics"
-    if container is not None and container.ip_address:
-        return f"http://{container.ip_address}:{VLLM_PORT}/metrics"
-    return None
+    address = stack_state.server_address(manifest, model, container)
+    return None if address is None else f"{address}/metrics"
 
 
 def fetch(url: str) -> list[Sample]:
@@ -179,7 +169,7 @@ def _tokens_per_second(
         return
     port = manifest.monitoring.prometheus.port
     if manifest.monitoring.enabled and port is not None:
-        host = _host(manifest.monitoring.bind_address or manifest.bind_address)
+        host = stack_state.host_of(manifest.monitoring.bind_address or manifest.bind_address)
         try:
             for status in readable:
                 status.generation_tokens_per_s = prometheus_rate(

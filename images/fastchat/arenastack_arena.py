@@ -158,6 +158,28 @@ def status_text(result: Result, document: dict[str, Any] | None) -> str:
     return "\n".join(lines) or "No votes yet."
 
 
+def judge_text(document: dict[str, Any] | None) -> str:
+    """What the judge's and the combined boards are, and how far people and the judge agree."""
+    if not document or "judge" not in document:
+        return "No judge has voted yet (`render.py judge`)."
+    judges = ", ".join(document.get("judges", []))
+    lines = [f"Judge {judges}: {document['judge'].get('summary', '')}."]
+    lines += [f"- {note}" for note in document["judge"].get("notes", [])]
+    shared = document.get("agreement")
+    if shared and shared.get("pairs_compared"):
+        share = shared.get("share_agreeing")
+        lines.append(
+            f"People and the judge agree on {shared['pairs_agreeing']} of "
+            f"{shared['pairs_compared']} pairs ({share:.0%})"
+            + (
+                f"; rank correlation {shared['rank_correlation']:+.2f}."
+                if shared.get("rank_correlation") is not None
+                else "."
+            )
+        )
+    return "\n".join(lines)
+
+
 def build_leaderboard_tab(arena: dict[str, Any]) -> None:
     result = Result(Path(arena["result"]))
     refresh = float(arena.get("leaderboard", {}).get("refresh_seconds", 10))
@@ -202,6 +224,7 @@ def build_leaderboard_tab(arena: dict[str, Any]) -> None:
         wrap=True,
         elem_id="arenastack_leaderboard_table",
     )
+
     gr.Image(
         picture,
         every=timer,
@@ -211,6 +234,26 @@ def build_leaderboard_tab(arena: dict[str, Any]) -> None:
         show_download_button=False,
         elem_id="arenastack_leaderboard_plot",
     )
+
+    def judge_rows() -> list[list[Any]]:
+        return table_rows((safe_document() or {}).get("judge"))
+
+    def combined_rows() -> list[list[Any]]:
+        return table_rows((safe_document() or {}).get("combined"))
+
+    gr.Markdown("### 🧑‍⚖️ An LLM judge's votes, and both together")
+    gr.Markdown(lambda: judge_text(safe_document()), every=timer, elem_id="arenastack_judge_status")
+    for rows_of, elem_id in ((judge_rows, "judge"), (combined_rows, "combined")):
+        gr.Dataframe(
+            rows_of,
+            every=timer,
+            headers=TABLE_HEADERS,
+            datatype=["number", "str", "number", "str", "number", "number", "str"],
+            interactive=False,
+            wrap=True,
+            label="the judge's votes" if elem_id == "judge" else "people's and the judge's votes",
+            elem_id=f"arenastack_{elem_id}_table",
+        )
 
 
 # --- installing it into FastChat -------------------------------------------------------------

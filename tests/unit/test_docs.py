@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from arenastack import cli
+from arenastack.judge import cli as judge_cli
 from arenastack.operate import leaderboard_cli
 from tests.conftest import REPO
 
@@ -39,6 +40,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "up": lambda: cli.operator_parser("up"),
     "status": lambda: cli.operator_parser("status"),
     "leaderboard": leaderboard_cli.parser,
+    "judge": judge_cli.parser,
 }
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 # Programs that run render.py, as the docs may show them.
@@ -283,7 +285,7 @@ def runnable(command: str, args: argparse.Namespace) -> bool:
         return bool(args.check)
     if command in ("render", "plan"):
         return args.gpus is not None or _needs_no_gpu(args.manifest)
-    return False  # up, status, leaderboard: a running stack
+    return False  # up, status, leaderboard, judge: a running stack
 
 
 def with_output_in(argv: list[str], folder: Path, target: str) -> list[str]:

@@ -180,7 +180,7 @@ def test_reader_skips_bad_lines_and_counts_them(tmp_path: Path) -> None:
     assert log.named == 1
     assert log.skipped == {"corrupt": 2, "malformed": 1, "half_anonymous": 1, "unknown_model": 1}
     assert dict(log.unknown_models) == {"Z": 1}
-    board = lb.compute(tmp_path)
+    board = lb.compute(tmp_path).human
     assert board.counted_votes == 3  # no manifest: Z is just another model
     assert any("not JSON" in note for note in board.notes)
 
@@ -197,7 +197,7 @@ def test_identity_filter_is_off_unless_asked(tmp_path: Path) -> None:
 
 
 def test_missing_folder_gives_a_note_not_a_crash(tmp_path: Path) -> None:
-    board = lb.compute(tmp_path / "nothing-here")
+    board = lb.compute(tmp_path / "nothing-here").human
     assert board.rows == []
     assert "no conversation logs" in board.notes[0]
 
@@ -208,7 +208,7 @@ def test_outputs(tmp_path: Path) -> None:
     rows = json.loads(lb.rows_json(board))
     assert {"model", "rating", "ci_low", "ci_high", "elo", "votes", "win_rate"} <= set(rows[0])
     assert lb.rows_csv(board).splitlines()[0].startswith("rank,model,rating,ci_low,ci_high")
-    lb.write_result(tmp_path, board, title="t", experiment="x")
+    lb.write_result(tmp_path, lb.Boards(board), title="t", experiment="x")
     document = json.loads((tmp_path / lb.RESULT_JSON).read_text())
     assert document["experiment"] == "x" and document["rows"][0]["model"] == "A"
     assert (tmp_path / lb.RESULT_PNG).read_bytes().startswith(b"\x89PNG")
