@@ -154,16 +154,8 @@ def _print(report: run.Report) -> None:
         f"{report.ties_from_contradiction}; unparsed (not counted): {report.unparsed}",
         f"written to {report.where}; {report.time_s:.0f} s; tokens {dict(report.tokens)}",
     ]
-    if report.self_preference:
-        lines.append(report.self_preference)
+    lines += report.notes()
     if report.failed:
-        lines.append(
-            f"{report.failed} battles failed (run again to retry them): {report.errors[:3]}"
-        )
-    if report.judged and report.unparsed > report.judged / 2:
-        lines.append(
-            "most verdicts could not be read: this judge does not end with a label such as "
-            "[[A>B]]; a larger judge model is needed"
-        )
+        lines.append(f"the first errors: {report.errors[:3]}")
     for line in lines:
         print(line)

@@ -112,7 +112,21 @@ class Report:
             "time_s": round(self.time_s, 1),
             "tokens": dict(self.tokens),
             "errors": self.errors[:10],
+            "notes": self.notes(),
         }
+
+    def notes(self) -> list[str]:
+        """What a reader of the report must not miss."""
+        found = [self.self_preference] if self.self_preference else []
+        if self.failed:
+            found.append(f"{self.failed} battles failed (run again to retry them)")
+        if self.judged and self.unparsed > self.judged / 2:
+            found.append(
+                f"most verdicts could not be read ({self.unparsed} of {self.judged} battles): "
+                "this judge does not end with a label such as [[A>B]]; a larger judge model "
+                "is needed"
+            )
+        return found
 
 
 def style_of(text: str, tokens: int) -> dict[str, int]:

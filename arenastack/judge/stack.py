@@ -10,6 +10,7 @@ the human votes: inside the web UI's container (`docker exec`), or in a local co
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -124,21 +125,36 @@ class FolderJournal:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as stream:
-                stream.write(line)
-                stream.flush()
-                os.fsync(stream.fileno())
+            append_line(str(self.path), line)
 
     @property
     def where(self) -> str:
         return str(self.path)
 
 
-# Run in the web UI's container: append stdin to the file and flush it to disk; or print it.
+def append_line(path: str, line: str) -> None:
+    """Append one whole line and flush it to disk. A line cut short (a run killed while its
+    `docker exec` was writing) is not written; a file left ending mid-line gets its line ended
+    first, so that one broken record never swallows the next."""
+    if not line.endswith("\n"):
+        raise ValueError("a line cut short")
+    with open(path, "ab") as stream:
+        if stream.tell() > 0:
+            with open(path, "rb") as reader:
+                reader.seek(-1, os.SEEK_END)
+                if reader.read(1) != b"\n":
+                    stream.write(b"\n")
+        stream.write(line.encode("utf-8"))
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+# Run in the web UI's container, which has Python but not this package's judge module: append
+# stdin (one line, as append_line does) to the file; or print the file.
 APPEND = (
     "import os, sys; p = sys.argv[1]; os.makedirs(os.path.dirname(p), exist_ok=True)\n"
-    "with open(p, 'a', encoding='utf-8') as f:\n"
-    "    f.write(sys.stdin.read()); f.flush(); os.fsync(f.fileno())"
+    + inspect.getsource(append_line)
+    + "append_line(p, sys.stdin.read())"
 )
 READ = (
     "import sys\ntry:\n    print(open(sys.argv[1], encoding='utf-8').read(), end='')\n"

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
-import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -31,32 +29,31 @@ from arenastack.arena.votelog import read_folder
 from arenastack.core.services import WEBUI_PORT
 from tests.conftest import REPO
 from tests.live import vote_buttons
+from tests.live.arena_api import (
+    OUTCOMES,
+    api_battle,
+    cli_rows,
+    connect,
+    repo_python,
+    revealed,
+    tab_rows,
+)
 from tests.live.conftest import ARTIFACTS, LIVE, MANIFEST, RUN, SCREENSHOTS, Stack, artifact
 
 pytestmark = pytest.mark.live
 
 EXPERIMENT = "live"
 TITLE = "Arena: live"
-DISPLAY = {"Tiny A", "Tiny B", "Tiny Qwen"}
 TOLERANCE = 0.5  # rating points
 API_VOTES = 50
 API_CONCURRENCY = 10
 # The tab reloads every refresh_seconds (10) and the service looks twice as often: a vote must
 # show within a minute.
 SHOWS_WITHIN_S = 60
-# A bound on one request to the loaded UI (replies of 16 tokens behind nine other battles).
-REPLY_TIMEOUT_S = 300
-OUTCOMES = ["leftvote", "rightvote", "tievote", "bothbad_vote"]
 BUTTONS = {"leftvote": "👈  A is better", "rightvote": "👉  B is better", "tievote": "🤝  Tie"}
 
 # What the tests of this file learn from each other (they run in order on one stack).
 CAST: dict[str, Any] = {}
-
-
-def repo_python(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
-    )
 
 
 def fastchat_image() -> str:
@@ -132,59 +129,6 @@ print(json.dumps({"module": module.__file__, "files": files}))
 # --- casting votes --------------------------------------------------------------------------
 
 
-def cli_rows(stack: Stack, manifest: Path) -> list[dict[str, Any]]:
-    """As a user asks after `render.py up MANIFEST -o FILE`: by the manifest alone, whose
-    project finds the stack (the run's compose file is not the default docker-compose.yml)."""
-    result = repo_python("render.py", "leaderboard", str(manifest), "--json", timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
-    return rows
-
-
-def revealed(names: list[str]) -> tuple[str, str]:
-    found = [re.search(r"Model [AB]: (.+)", str(name)) for name in names]
-    assert all(found), names
-    a, b = (match.group(1).strip() for match in found if match)
-    assert {a, b} <= DISPLAY, (a, b)
-    return a, b
-
-
-def connect(url: str) -> Any:
-    """A gradio_client for the UI. Its requests wait for a loaded UI as long as the replies may
-    take: gradio_client's httpx calls otherwise give up after httpx's default 5 s, and a vote
-    whose POST timed out on the client may still have been counted by the server."""
-    from gradio_client import Client
-
-    return Client(url, verbose=False, httpx_kwargs={"timeout": REPLY_TIMEOUT_S})
-
-
-def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, int]:
-    """One battle and vote through the UI's own API, as a script would (gradio_client).
-
-    The tiny random models answer with arbitrary characters; gradio_client 1.3.0 splits its
-    event stream at Unicode line separators inside a reply and then fails to parse it. Such a
-    battle casts no vote (the vote is the last call), so it is fought again in a new session;
-    the vote itself is never retried, so no vote can be counted twice. Returns the names, the
-    outcome and the number of battles fought again."""
-    client = clients.get()
-    try:
-        for retries in range(5):
-            client.reset_session()  # a new FastChat conversation, no HTTP request
-            try:
-                client.predict("", "", f"Question {index}: name a colour.", api_name="/add_text")
-                client.predict(0.0, 1.0, 16, api_name="/bot_response_multi")
-                break
-            except Exception:
-                if retries == 4:
-                    raise
-        outcome = OUTCOMES[index % len(OUTCOMES)]
-        result = client.predict("", "", api_name=f"/{outcome}_last_response")
-    finally:
-        clients.put(client)
-    a, b = revealed(list(result[:2]))
-    return a, b, outcome, retries
-
-
 def ask_for_short_replies(page: Any) -> None:
     """The visible tab's "Max output tokens" at its least, 16, as the API battles ask. At the
     default 1,024 the two replies, queued behind fifty API battles, took more than five minutes
@@ -231,18 +175,10 @@ def expected_counts(battles: list[tuple[str, str, str]]) -> Counter[str]:
     return votes
 
 
-def tab_rows(page: Any) -> list[list[str]]:
-    rows = page.locator("#arenastack_leaderboard_table tbody tr")
-    return [
-        [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
-        for i in range(rows.count())
-    ]
-
-
 @pytest.mark.arena_load
 def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
     url = stack.url("webui", WEBUI_PORT)
-    before = Counter({row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)})
+    before = Counter({row["model"]: row["votes"] for row in cli_rows(stack.manifest)})
     requests: list[str] = []
     # 50 votes through the API, 10 at a time, while the browser casts its own.
     clients: queue.Queue[Any] = queue.Queue()
@@ -297,7 +233,7 @@ def test_votes_show_on_the_leaderboard_tab_and_the_cli_agrees(stack: Stack, brow
     expect(page.locator("#arenastack_leaderboard_plot img")).to_be_visible()
 
     # The CLI reads the same votes and prints the same table.
-    rows = cli_rows(stack, stack.manifest)
+    rows = cli_rows(stack.manifest)
     table = {row[1]: row for row in tab_rows(page)}
     assert {row["model"]: row["votes"] for row in rows} == dict(expected)
     for row in rows:
@@ -380,12 +316,12 @@ OWN_VOTES = 4
 
 def test_a_second_experiment_starts_empty_and_the_first_comes_back(stack: Stack) -> None:
     # Votes of its own, so that "comes back" has something to compare whichever tests ran before.
-    before = sum(row["votes"] for row in cli_rows(stack, stack.manifest)) // 2
+    before = sum(row["votes"] for row in cli_rows(stack.manifest)) // 2
     clients: queue.Queue[Any] = queue.Queue()
     clients.put(connect(stack.url("webui", WEBUI_PORT)))
     for index in range(OWN_VOTES):
         api_battle(clients, index)
-    votes = {row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)}
+    votes = {row["model"]: row["votes"] for row in cli_rows(stack.manifest)}
     assert sum(votes.values()) == 2 * (before + OWN_VOTES)
     data = yaml.safe_load(MANIFEST.read_text())
     data["experiment"] = "second"
@@ -394,17 +330,17 @@ def test_a_second_experiment_starts_empty_and_the_first_comes_back(stack: Stack)
     second = RUN.render(source)
     try:
         stack.docker.compose.up(detach=True, wait=True, wait_timeout=300, pull="never")
-        assert cli_rows(stack, second) == []
+        assert cli_rows(second) == []
         assert result_of(stack, "second")["counted_votes"] == 0
         # The new UI has served no page yet; its API must still draw battles (FastChat fills
         # the arena's model list only on a page load: arenastack_fastchat fills it at start).
         clients = queue.Queue()
         clients.put(connect(stack.url("webui", WEBUI_PORT)))
         api_battle(clients, 0)
-        assert sum(row["votes"] for row in cli_rows(stack, second)) == 2
+        assert sum(row["votes"] for row in cli_rows(second)) == 2
         assert stack.inspect("webui")["Config"]["Env"].count("LOGDIR=/logs/second") == 1
     finally:
         RUN.render(MANIFEST)
         stack.docker.compose.up(detach=True, wait=True, wait_timeout=300, pull="never")
-    assert {row["model"]: row["votes"] for row in cli_rows(stack, stack.manifest)} == votes
+    assert {row["model"]: row["votes"] for row in cli_rows(stack.manifest)} == votes
     assert result_of(stack, EXPERIMENT)["counted_votes"] == sum(votes.values()) // 2

@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import pytest
 from arenastack.arena.judgments import judgment_files, read_judgments
 from arenastack.judge import run
 from arenastack.judge.prompts import DEFAULT_PROMPTS, load
-from arenastack.judge.stack import Endpoint, FolderJournal
+from arenastack.judge.stack import APPEND, Endpoint, FolderJournal
 
 MODELS = ["Alpha", "Beta", "Gamma"]
 # The scripted judge prefers Alpha to Beta to Gamma, whichever side it is shown on.
@@ -130,3 +132,37 @@ def test_a_model_that_fails_fails_its_battles_only(base_url: str, tmp_path: Path
 def test_style_is_counted_from_the_answer() -> None:
     text = "# Title\n\n- one\n- two\n1. three\n**bold** and __also__"
     assert run.style_of(text, 0) == {"tokens": 11, "headers": 1, "lists": 3, "bold": 2}
+
+
+@pytest.mark.parametrize("writer", ["folder", "container script"])
+def test_a_record_cut_short_by_a_kill_never_swallows_the_next(tmp_path: Path, writer: str) -> None:
+    """A run killed while writing leaves a line without its end; the next run's first record
+    still lands on a line of its own (the web UI container runs the same code, as a script)."""
+    whole = {"type": "judgment", "judge": "judge", "battle": "one", "models": ["A", "B"],
+             "outcome": "model_a"}  # fmt: skip
+    path = tmp_path / "judge-judge.jsonl"
+    path.write_text(json.dumps(whole) + "\n" + json.dumps({**whole, "battle": "two"})[:40])
+    record = {**whole, "battle": "three"}
+    if writer == "folder":
+        FolderJournal(tmp_path, "judge").append(record)
+    else:
+        subprocess.run(
+            [sys.executable, "-c", APPEND, str(path)],
+            input=json.dumps(record) + "\n", text=True, check=True,
+        )  # fmt: skip
+        cut = subprocess.run(
+            [sys.executable, "-c", APPEND, str(path)], input='{"type": "judg', text=True
+        )
+        assert cut.returncode != 0, "a line cut short is refused, not written"
+    log = read_judgments([path])
+    assert [j.battle for j in log.judgments] == ["one", "three"]
+    assert log.skipped == {"that are not JSON (truncated or corrupt)": 1}
+
+
+def test_the_report_says_when_most_verdicts_could_not_be_read() -> None:
+    report = run.Report("tiny", "here", 20, 1, 20, 0, "Tiny judges, so it does not battle")
+    report.judged, report.unparsed = 20, 10
+    assert report.as_dict()["notes"] == ["Tiny judges, so it does not battle"]
+    report.unparsed = 11
+    notes = report.as_dict()["notes"]
+    assert len(notes) == 2 and notes[1].startswith("most verdicts could not be read (11 of 20")
