@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,11 @@ def ask_all(url: str, questions: list[Ask]) -> list[Answer]:
         ) as client:
             return list(await asyncio.gather(*(ask(client, url, q) for q in questions)))
 
-    return asyncio.run(burst())
+    # In a thread of its own: in the default run the live tests come first, and Playwright's sync
+    # API (their session-wide browser) keeps an event loop running in the main thread, where
+    # asyncio.run refuses to start another.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, burst()).result()
 
 
 def assert_clean(stack: Stack, monitor: Monitor, awake_per_gpu: int) -> None:
