@@ -81,7 +81,9 @@ class JudgeLog:
         if self.unparsed:
             found.append(f"{self.unparsed} judgments whose verdict could not be read, not counted")
         if self.contradictions:
-            found.append(f"{self.contradictions} judgments whose two orders disagreed: ties")
+            found.append(
+                f"{self.contradictions} judgments whose two orders disagreed, counted as ties"
+            )
         found += [f"{count} judgment lines {reason}" for reason, count in self.skipped.items()]
         return found
 

@@ -168,8 +168,9 @@ def judge_text(document: dict[str, Any] | None) -> str:
     shared = document.get("agreement")
     if shared and shared.get("pairs_compared"):
         share = shared.get("share_agreeing")
+        # A paragraph of its own: right after the notes' list it would read as their last item.
         lines.append(
-            f"People and the judge agree on {shared['pairs_agreeing']} of "
+            f"\nPeople and the judge agree on {shared['pairs_agreeing']} of "
             f"{shared['pairs_compared']} pairs ({share:.0%})"
             + (
                 f"; rank correlation {shared['rank_correlation']:+.2f}."

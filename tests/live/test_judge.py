@@ -281,10 +281,14 @@ def test_a_scripted_judge_s_verdicts_count_exactly_on_every_board(
             break
         page.wait_for_timeout(1000)
     status = page.locator("#arenastack_judge_status").inner_text()
+    # The agreement is a paragraph of its own, not read as the last of the judge's notes.
+    agreement = page.locator("#arenastack_judge_status p", has_text="People and the judge agree")
+    agreement_shown = agreement.count()
     page.screenshot(path=SCREENSHOTS / "leaderboard-judge.png", full_page=True)
     page.close()
     assert shown == wanted
     assert "Judge scripted" in status and "agree on" in status, status
+    assert agreement_shown == 1, status
     stack.report.figures["judge_scripted_battles_s"] = report["time_s"]
 
 
