@@ -138,12 +138,12 @@ def append_line(path: str, line: str) -> None:
     first, so that one broken record never swallows the next."""
     if not line.endswith("\n"):
         raise ValueError("a line cut short")
-    with open(path, "ab") as stream:
-        if stream.tell() > 0:
-            with open(path, "rb") as reader:
-                reader.seek(-1, os.SEEK_END)
-                if reader.read(1) != b"\n":
-                    stream.write(b"\n")
+    # a+: every write goes to the end, and the last byte can be read on the same handle.
+    with open(path, "a+b") as stream:
+        if stream.seek(0, os.SEEK_END) > 0:
+            stream.seek(-1, os.SEEK_END)
+            if stream.read(1) != b"\n":
+                stream.write(b"\n")
         stream.write(line.encode("utf-8"))
         stream.flush()
         os.fsync(stream.fileno())

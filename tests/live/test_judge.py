@@ -34,7 +34,7 @@ from arenastack.core.services import WEBUI_PORT
 from arenastack.judge import run
 from arenastack.judge.prompts import DEFAULT_PROMPTS, load
 from tests.conftest import REPO
-from tests.live.arena_api import DISPLAY, api_battle, cli_rows, connect, tab_rows
+from tests.live.arena_api import DISPLAY, api_battle, cli_rows, connect, repo_python, tab_rows
 from tests.live.conftest import SCREENSHOTS, Stack, artifact
 
 pytestmark = pytest.mark.live
@@ -149,14 +149,12 @@ def judge(stack: Stack) -> Iterator[tuple[Judge, str]]:
 # --- running the CLI ------------------------------------------------------------------------
 
 
-def judge_command(stack: Stack, *args: str) -> list[str]:
-    return [sys.executable, "render.py", "judge", str(stack.manifest), "--json", *args]
+def judge_args(stack: Stack, *args: str) -> list[str]:
+    return ["render.py", "judge", str(stack.manifest), "--json", *args]
 
 
 def judge_report(stack: Stack, *args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        judge_command(stack, *args), capture_output=True, text=True, timeout=900, cwd=REPO
-    )
+    result = repo_python(*judge_args(stack, *args), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report: dict[str, Any] = json.loads(result.stdout)
     return report
@@ -328,7 +326,7 @@ def test_a_run_killed_halfway_and_started_again_judges_nothing_twice(
     args = ["--prompts", str(prompts), "--judge-url", url, "--judge-model", "resumed",
             "--max-tokens", "8", "--concurrency", "2"]  # fmt: skip
     killed = subprocess.Popen(
-        judge_command(stack, *args),
+        [sys.executable, *judge_args(stack, *args)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
