@@ -101,6 +101,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="declare the GPUs instead of reading them with NVML: COUNTxGIB@CAPABILITY, "
         "e.g. 2x80@8.0 or 1x80@8.0,1x24@8.9",
     )
+    parser.add_argument(
+        "--host-memory",
+        metavar="GIB",
+        type=float,
+        help="with residency: the host's memory, where sleeping weights go, instead of reading "
+        "/proc/meminfo (for rendering on another machine)",
+    )
 
 
 def _render_parser() -> argparse.ArgumentParser:
@@ -172,7 +179,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.gpu_sharing is not None:
         raise ManifestError([Problem("--gpu-sharing", "only applies with --target kubernetes")])
     args.output = args.output or DEFAULT_OUTPUT
-    prepared = prepare(args.manifest, args.gpus)
+    prepared = prepare(args.manifest, args.gpus, host_memory_gib=args.host_memory)
     _warn(prepared.warnings)
     # Compose reads .env from the compose file's folder.
     _warn(gateway_checks.warnings(prepared.manifest, args.output.parent / ".env"))
@@ -186,7 +193,9 @@ def _render(args: argparse.Namespace) -> int:
 def _render_kubernetes(args: argparse.Namespace) -> int:
     from arenastack.render import kubernetes
 
-    prepared, sharing = kubernetes.prepare(args.manifest, args.gpus, args.gpu_sharing)
+    prepared, sharing = kubernetes.prepare(
+        args.manifest, args.gpus, args.gpu_sharing, host_memory_gib=args.host_memory
+    )
     _warn(prepared.warnings + kubernetes.warnings(prepared))
     files = kubernetes.build(prepared, sharing, args.manifest.as_posix())
     output = args.output or DEFAULT_KUBERNETES_OUTPUT
@@ -203,7 +212,9 @@ def _render_kubernetes(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     if args.sequences is not None and args.sequences < 1:
         raise ManifestError([Problem("--sequences", "must be 1 or more")])
-    prepared = prepare(args.manifest, args.gpus, args.sequences, explain=True)
+    prepared = prepare(
+        args.manifest, args.gpus, args.sequences, explain=True, host_memory_gib=args.host_memory
+    )
     if args.json:
         print(json.dumps(report.as_json(prepared.plan), indent=2))
     else:
@@ -281,7 +292,7 @@ def operator_parser(command: str) -> argparse.ArgumentParser:
 def _up(args: argparse.Namespace) -> int:
     from arenastack.operate import live_view, stack_state
 
-    prepared = prepare(args.manifest, args.gpus)
+    prepared = prepare(args.manifest, args.gpus, host_memory_gib=args.host_memory)
     _warn(prepared.warnings)
     write_atomically(args.output, compose_text(prepared, args.output))
     print(f"wrote {args.output} (vLLM dialect {prepared.dialect.label})", flush=True)
@@ -300,7 +311,7 @@ def _status(args: argparse.Namespace) -> int:
     from arenastack.operate import stack_state, stack_status
     from arenastack.plan.vllm_metrics import metric_names
 
-    prepared = prepare(args.manifest, args.gpus)
+    prepared = prepare(args.manifest, args.gpus, host_memory_gib=args.host_memory)
     status = stack_status.collect(
         prepared.manifest,
         prepared.plan.models,

@@ -23,6 +23,8 @@ class Case:
     name: str
     manifest: Path
     gpus: str | None
+    # --host-memory (GiB), for manifests with residency: not this machine's.
+    host_memory: float | None = None
 
     @property
     def expected(self) -> Path:
@@ -42,6 +44,7 @@ CASES = [
     Case("single-ui-host-cache", FIXTURES / "manifests/single-ui-host-cache.yaml", "1x24@8.9"),
     Case("gateway", FIXTURES / "manifests/gateway.yaml", None),
     Case("elastic", FIXTURES / "manifests/elastic.yaml", "1x139.8@9.0"),
+    Case("residency", REPO / "tools/gpu/calibration/residency.yaml", "1x140.4@9.0", 128),
 ]
 
 # The compose file is rendered as if written to the repository root, as `python render.py` does.
@@ -49,4 +52,4 @@ OUTPUT = REPO / "docker-compose.yml"
 
 
 def render(case: Case) -> str:
-    return compose_text(prepare(case.manifest, case.gpus), OUTPUT)
+    return compose_text(prepare(case.manifest, case.gpus, host_memory_gib=case.host_memory), OUTPUT)

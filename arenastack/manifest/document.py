@@ -15,6 +15,7 @@ from arenastack.manifest.fields import (
 from arenastack.manifest.gpus import GpuInventorySetting, Planner
 from arenastack.manifest.kubernetes import Kubernetes
 from arenastack.manifest.model_settings import ModelEntry, ModelSettings
+from arenastack.manifest.residency import Residency
 from arenastack.manifest.services import (
     Controller,
     Gateway,
@@ -75,6 +76,11 @@ class Manifest(Strict):
         LeaderboardSettings(), description="How votes become the leaderboard."
     )
     planner: Planner = Field(Planner(), description="How `auto` fractions and GPUs are chosen.")
+    residency: Residency | None = Field(
+        None,
+        description="Hold more models than fit awake: at most `awake_per_gpu` per GPU are awake, "
+        "the others asleep, woken on demand by the residency service. Off by default.",
+    )
     monitoring: Monitoring = Field(
         Monitoring(), description="Prometheus and Grafana for the model servers (opt-in)."
     )

@@ -45,6 +45,9 @@ VERSIONED_FLAGS = {
         Flag("--enable-log-requests", added=(0, 10, 1)),
         # Checked in the sdists: absent in 0.10.1.1, present from 0.10.2.
         Flag("--kv-cache-memory-bytes", added=(0, 10, 2)),
+        # With VLLM_SERVER_DEV_MODE=1, /sleep, /wake_up and /is_sleeping: in api_server.py
+        # from v0.8.2 (read in the sdists).
+        Flag("--enable-sleep-mode", added=(0, 8, 2)),
     ]
 }
 

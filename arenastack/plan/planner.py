@@ -90,6 +90,20 @@ class ModelPlan:
         return needed / self.gpu_memory_bytes
 
     @property
+    def asleep_bytes(self) -> int | None:
+        """What the server keeps on its GPU asleep (sleep level 1): its footprint less the
+        weights, the KV cache and the profile's peak, which sleep mode and torch's emptied
+        cache give back (plan/residency.py)."""
+        if self.footprint_bytes is None or self.weights_bytes is None:
+            return None
+        return (
+            self.footprint_bytes
+            - self.weights_bytes
+            - (self.kv_cache_bytes or 0)
+            - (self.overhead_bytes)
+        )
+
+    @property
     def kv_tokens(self) -> int | None:
         """Tokens of KV cache the set fraction (or the CPU KV space) buys."""
         if self.kv_cache_bytes is None or not self.kv_bytes_per_token:
@@ -402,7 +416,8 @@ def _plan_cuda(
     entries = [_settle_bytes(entry, mm, entry.model.service in by_hand) for entry in entries]
     placed = [entry.model for entry in entries]
     together = starts_together(placed, manifest.planner.start)
-    problems += _footprints_over_budget(entries, memory_of, manifest.planner.gpu_budget)
+    awake = manifest.residency.awake_per_gpu if manifest.residency else None
+    problems += _footprints_over_budget(entries, memory_of, manifest.planner.gpu_budget, awake)
     problems += _chained_by_a_fraction(manifest, entries)
     warnings = [
         w
@@ -500,11 +515,12 @@ def _footprint_terms(entries: list[ModelPlan], mm: MemoryModel) -> str:
 
 
 def _footprints_over_budget(
-    entries: list[ModelPlan], memory: list[int], budget: float
+    entries: list[ModelPlan], memory: list[int], budget: float, awake_per_gpu: int | None = None
 ) -> list[Problem]:
     """On a GPU whose models are all sized in bytes, their whole footprints must fit the budget:
     they may start at the same second, and nothing but this check stands between them and an
-    out-of-memory."""
+    out-of-memory. With residency, at most `awake_per_gpu` of them are awake at a time: the
+    largest that many, plus what each of the others keeps asleep, must fit."""
     problems = []
     by_gpu: dict[int, list[ModelPlan]] = {}
     for entry in entries:
@@ -514,23 +530,46 @@ def _footprints_over_budget(
     for index, on_gpu in by_gpu.items():
         if any(e.sizing != "bytes" or e.footprint_bytes is None for e in on_gpu):
             continue  # fractions have their own checks; an elastic pool is checked as it is cut
-        total = sum(e.footprint_bytes or 0 for e in on_gpu)
+        held = resident_bytes(on_gpu, awake_per_gpu)
+        total = sum(held.values())
         allowed = budget * memory[index]
         if total <= allowed:
             continue
+        awake = awake_per_gpu is not None and awake_per_gpu < len(on_gpu)
         terms = " + ".join(
-            f"{e.model.service} {(e.footprint_bytes or 0) / GIB:.1f}" for e in on_gpu
+            f"{service} {b / GIB:.1f}{'' if not awake or b == e.footprint_bytes else ' asleep'}"
+            for e in on_gpu
+            for service, b in [(e.model.service, held[e.model.service])]
         )
+        what = f"{awake_per_gpu} awake and the others asleep" if awake else "its models"
         problems.append(
             Problem(
                 on_gpu[-1].model.path_of("gpu"),
-                f"GPU {index} does not hold its models: {terms} = {total / GIB:.1f} GiB, more "
+                f"GPU {index} does not hold {what}: {terms} = {total / GIB:.1f} GiB, more "
                 f"than planner.gpu_budget {budget:g} x {memory[index] / GIB:.1f} GiB = "
                 f"{allowed / GIB:.1f} GiB; short by {(total - allowed) / GIB:.1f} GiB: lower "
-                "max_model_len, use fp8 KV cache or move a model",
+                "max_model_len, use fp8 KV cache"
+                + (", lower residency.awake_per_gpu" if awake else "")
+                + " or move a model",
             )
         )
     return problems
+
+
+def resident_bytes(on_gpu: list[ModelPlan], awake_per_gpu: int | None) -> dict[str, int]:
+    """What each model of a GPU holds there at the worst moment: its whole footprint, or, with
+    residency, the largest `awake_per_gpu` footprints and the others' sleeping residue."""
+    footprints = {e.model.service: e.footprint_bytes or 0 for e in on_gpu}
+    if awake_per_gpu is None or awake_per_gpu >= len(on_gpu):
+        return footprints
+    largest = sorted(on_gpu, key=lambda e: -(e.footprint_bytes or 0))[:awake_per_gpu]
+    awake = {e.model.service for e in largest}
+    return {
+        e.model.service: footprints[e.model.service]
+        if e.model.service in awake
+        else (e.asleep_bytes or 0)
+        for e in on_gpu
+    }
 
 
 def _chained_by_a_fraction(manifest: Manifest, entries: list[ModelPlan]) -> list[Problem]:

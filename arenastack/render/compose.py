@@ -18,12 +18,18 @@ import jinja2
 
 from arenastack.core.paths import TEMPLATES
 from arenastack.core.problems import RendererBug
-from arenastack.core.services import CONTROLLER_PORT, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
+from arenastack.core.services import (
+    CONTROLLER_PORT,
+    GATEWAY_PORT,
+    RESIDENCY_PORT,
+    VLLM_PORT,
+    WEBUI_PORT,
+)
 from arenastack.gateway import litellm
 from arenastack.manifest import Manifest, Model
 from arenastack.monitoring import config, grafana, prometheus
 from arenastack.plan.vllm_metrics import metric_names
-from arenastack.render import arena_json, endpoints, fetch_models, images, templates
+from arenastack.render import arena_json, endpoints, fetch_models, images, residency, templates
 from arenastack.render.stack import (
     COMPILE_CACHE_VOLUME,
     ENDPOINTS_FILE,
@@ -49,10 +55,22 @@ def build_document(stack: Stack) -> dict[str, Any]:
     vllm = images.vllm_image(stack)
     fastchat = images.fastchat_image(stack)
     services = {"fetch-models": _fragment("fetch-models", _fetch_models(stack), image=vllm)}
-    for model, after in zip(stack.models, start_chains(stack.models, stack.together), strict=True):
-        services[model.service] = _fragment("model", _model(stack, model, after), image=vllm)
+    resident = manifest.residency is not None
+    if resident:
+        assert manifest.residency is not None
+        waves = residency.waves(stack.models, manifest.residency.awake_per_gpu)
+        afters = residency.start_after(stack.models, waves)
+        awake_at_last = residency.last_wave(stack.models, waves)
+    else:
+        afters = start_chains(stack.models, stack.together)
+        awake_at_last = {m.service for m in stack.models}
+    for model, after in zip(stack.models, afters, strict=True):
+        values = _model(stack, model, after, model.service in awake_at_last)
+        services[model.service] = _fragment("model", values, image=vllm)
     services["controller"] = _fragment("controller", _controller(manifest), image=fastchat)
     services["webui"] = _fragment("webui", _webui(stack), image=fastchat)
+    if resident:
+        services["residency"] = _fragment("residency", _residency(stack), image=fastchat)
     gateway_on = manifest.gateway.enabled
     prometheus_on = manifest.monitoring.enabled
     grafana_on = prometheus_on and manifest.monitoring.grafana.enabled
@@ -71,7 +89,8 @@ def build_document(stack: Stack) -> dict[str, Any]:
             "project": manifest.project,
             **_hf_cache(stack),
             **_compile_cache(stack),
-            "api_endpoints": endpoints.render(stack.models),
+            "api_endpoints": endpoints.render(stack.models, resident),
+            "residency": residency.config_text(manifest, stack.models) if resident else None,
             "fetch_models": fetch_models.source(),
             "arena": arena_json.render(manifest, stack.models),
             # The files of the opt-in services; None leaves them (and their volumes) out.
@@ -99,11 +118,17 @@ def _label_config_digest(service: dict[str, Any], configs: dict[str, Any]) -> No
         service["labels"] = {CONFIG_DIGEST_LABEL: digest}
 
 
-def _model(stack: Stack, model: Model, after: list[str]) -> dict[str, Any]:
+def _model(stack: Stack, model: Model, after: list[str], stays_awake: bool) -> dict[str, Any]:
+    """`stays_awake`: false for a model of an earlier residency wave, healthy once it slept."""
     assert model.gpus != "auto", "the planner places every model before compose is built"
+    resident = stack.manifest.residency is not None
+    environment = model_environment(model, stack.dialect, stack.cuda, stack.elastic)
+    if resident:  # before the model's own env, which wins
+        environment = {**residency.DEV_MODE_ENVIRONMENT, **environment}
     return {
-        "command": vllm_command(model, stack.dialect, stack.cuda),
-        "environment": model_environment(model, stack.dialect, stack.cuda, stack.elastic),
+        "command": vllm_command(model, stack.dialect, stack.cuda, sleep_mode=resident),
+        "environment": environment,
+        "health_test": None if stays_awake else residency.health_test(VLLM_PORT),
         **_hf_cache(stack),
         "local_model": stack.host_path(model.model) if model.local_path else None,
         "model_folder": model_folder(model),
@@ -172,8 +197,20 @@ def _gateway(stack: Stack) -> dict[str, Any]:
     }
 
 
+def _residency(stack: Stack) -> dict[str, Any]:
+    """The OpenAI-compatible proxy that wakes a model for its requests (arenastack/residency)."""
+    manifest = stack.manifest
+    assert manifest.residency is not None
+    return {
+        "command": residency.command(),
+        "config_file": residency.CONFIG_FILE,
+        **_published(manifest.bind_address, manifest.residency.port, RESIDENCY_PORT),
+    }
+
+
 def _gateway_configs(stack: Stack) -> dict[str, str]:
-    text = litellm.config_text(stack.models, stack.manifest.gateway.request_timeout)
+    resident = stack.manifest.residency is not None
+    text = litellm.config_text(stack.models, stack.manifest.gateway.request_timeout, resident)
     return {"config": text, "auth": litellm.auth_source()}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from arenastack.core.services import VLLM_PORT
+from arenastack.core.services import model_api_base
 from arenastack.manifest import Model
 
 # FastChat reads `api_key` as a required key, and an empty one makes it fall back to
@@ -16,12 +16,12 @@ from arenastack.manifest import Model
 NO_API_KEY = "none"
 
 
-def entries(models: list[Model]) -> dict[str, dict[str, object]]:
+def entries(models: list[Model], via_residency: bool = False) -> dict[str, dict[str, object]]:
     return {
         model.display_name: {
             "model_name": model.served_model_name,
             "api_type": "openai",
-            "api_base": f"http://{model.service}:{VLLM_PORT}/v1",
+            "api_base": model_api_base(model.service, via_residency),
             "api_key": NO_API_KEY,
             "anony_only": False,
             # Read by arenastack_fastchat, ignored by FastChat: what system prompt to send.
@@ -31,5 +31,5 @@ def entries(models: list[Model]) -> dict[str, dict[str, object]]:
     }
 
 
-def render(models: list[Model]) -> str:
-    return json.dumps(entries(models), indent=2, ensure_ascii=False) + "\n"
+def render(models: list[Model], via_residency: bool = False) -> str:
+    return json.dumps(entries(models, via_residency), indent=2, ensure_ascii=False) + "\n"

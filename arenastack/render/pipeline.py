@@ -14,7 +14,7 @@ from arenastack.core.paths import IMAGES
 from arenastack.core.problems import ManifestError, Problem
 from arenastack.gateway import checks as gateway_checks
 from arenastack.manifest import GpuSpec, Manifest, Model, load_manifest, resolve_models
-from arenastack.plan import checks, inventory, planner, registry
+from arenastack.plan import checks, inventory, planner, registry, residency
 from arenastack.plan.dialect import Dialect, cpu_dialect, cuda_dialect
 from arenastack.render import compose, templates
 from arenastack.render.stack import Stack
@@ -45,6 +45,7 @@ def prepare(
     detect: Callable[[], list[GpuSpec]] | None = None,
     explain: bool = False,
     extra_checks: Callable[[Manifest, list[Model], list[GpuSpec]], list[Problem]] | None = None,
+    host_memory_gib: float | None = None,
 ) -> Prepared:
     """Everything up to the compose document; raises ManifestError listing every problem.
 
@@ -69,6 +70,11 @@ def prepare(
     plan = planner.plan(manifest, models, gpus, manifest_dir, sequences, explain)
     derived += checks.problems(manifest, plan.models, None if gpus is None else len(gpus), dialect)
     derived += plan.problems
+    derived += residency.problems(manifest, models, dialect)  # as written: "auto" unplaced
+    if manifest.residency is not None and plan.entries:
+        weights = {e.model.service: e.weights_bytes for e in plan.entries}
+        host = residency.host_memory_gib(host_memory_gib)
+        derived += residency.host_problems(manifest, weights, host)
     # The models' architectures against the image's vLLM model registry (plan/registry.py).
     unsupported, unchecked = registry.check(manifest, plan.models, dialect, manifest_dir)
     derived += unsupported

@@ -90,7 +90,7 @@ def model_folder(model: Model) -> str:
     return f"/models/{model.service}"
 
 
-def vllm_command(model: Model, dialect: Dialect, cuda: bool) -> list[str]:
+def vllm_command(model: Model, dialect: Dialect, cuda: bool, sleep_mode: bool = False) -> list[str]:
     source = model_folder(model) if model.local_path else model.model
     command = dialect.launcher(source)
     command += ["--host", "0.0.0.0", "--port", str(VLLM_PORT)]
@@ -115,6 +115,8 @@ def vllm_command(model: Model, dialect: Dialect, cuda: bool) -> list[str]:
         command += ["--device", "cuda"]
     if dialect.has("--disable-log-requests"):
         command.append("--disable-log-requests")
+    if sleep_mode:  # residency (render/residency.py)
+        command.append("--enable-sleep-mode")
     return command + list(model.extra_args)
 
 

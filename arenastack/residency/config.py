@@ -2,7 +2,7 @@
 
     {"awake_per_gpu": 2, "sleep_level": 1, "wake_timeout_s": 60,
      "models": {"tiny-a": {"url": "http://tiny-a:8000", "gpu": "0",
-                           "names": ["tiny-a-served", "Tiny A"]}}}
+                           "names": ["tiny-a-served", "Tiny A"], "wave": 0}}}
 
 A model's first name is the one its vLLM server serves (`--served-model-name`); the others are
 aliases (FastChat's display name, say) that the proxy rewrites to it before forwarding. Every
@@ -27,6 +27,9 @@ class ModelConfig:
     url: str
     gpu: str
     names: tuple[str, ...]
+    # Its start-up wave on its GPU (render/residency.py): while a model of a later wave is still
+    # starting, the models of earlier waves are put to sleep as soon as they are up and idle.
+    wave: int = 0
 
     @property
     def served_name(self) -> str:
@@ -136,9 +139,13 @@ def _models(data: Any, problems: list[Problem]) -> tuple[ModelConfig, ...]:
         if not isinstance(entry, dict):
             problems.append(Problem(path, "must be an object with url, gpu and names"))
             continue
-        for unknown in sorted(set(entry) - {"url", "gpu", "names"}):
-            problem(unknown, "unknown field (known: gpu, names, url)")
+        for unknown in sorted(set(entry) - {"url", "gpu", "names", "wave"}):
+            problem(unknown, "unknown field (known: gpu, names, url, wave)")
         url, gpu, names = entry.get("url"), entry.get("gpu"), entry.get("names")
+        wave = entry.get("wave", 0)
+        if not (isinstance(wave, int) and not isinstance(wave, bool) and wave >= 0):
+            problem("wave", f"must be a whole number ≥ 0, not {json.dumps(wave)}")
+            wave = 0
         if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             problem("url", f"must be an http(s) URL, not {json.dumps(url)}")
         if not (isinstance(gpu, str) and gpu):
@@ -150,5 +157,6 @@ def _models(data: Any, problems: list[Problem]) -> tuple[ModelConfig, ...]:
             if owner.setdefault(name, key) != key:
                 problem("names", f"{json.dumps(name)} is already a name of {owner[name]}")
         if isinstance(url, str) and isinstance(gpu, str):
-            models.append(ModelConfig(key, url.rstrip("/"), gpu, tuple(dict.fromkeys(names))))
+            names_once = tuple(dict.fromkeys(names))
+            models.append(ModelConfig(key, url.rstrip("/"), gpu, names_once, wave))
     return tuple(models)

@@ -56,7 +56,8 @@ class Residency:
         self.models = {m.key: m for m in config.models}
         self.routes = config.routes()
         gpus = {m.key: m.gpu for m in config.models}
-        self.policy = Policy(gpus, config.awake_per_gpu, config.failed_backoff_s, clock)
+        waves = {m.key: m.wave for m in config.models}
+        self.policy = Policy(gpus, config.awake_per_gpu, config.failed_backoff_s, clock, waves)
         self.metrics = Metrics(gpus.items())
         self.changed = asyncio.Condition()
         # trust_env off: the servers are on the stack's own network, never behind HTTP_PROXY.

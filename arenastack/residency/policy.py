@@ -7,9 +7,14 @@ Each model is in one state:
     waking ─wake_failed─▶ failed ─back-off over, admit─▶ waking
     sleeping ─sleep_failed─▶ failed
 
-A GPU's slots are held by its awake, waking and sleeping models: a sleeping one holds its memory
-until its /sleep has answered, so a wake never starts before the sleep that makes room for it
-has finished. Starting and failed models hold none (`control` says what risk that takes).
+A GPU's slots are held by its starting, awake, waking and sleeping models: a starting one is
+loading (or will load) its weights, and a sleeping one holds its memory until its /sleep has
+answered, so a wake never starts before the sleep that makes room for it has finished, nor while
+a start-up wave is loading. Failed models hold none (`control` says what risk that takes).
+
+Start-up comes in waves (render/residency.py): while a model of a later wave on a GPU is still
+starting, each model of an earlier wave is put to sleep once it is up and idle (`trim`), so that
+the next wave finds its room; the last wave stays awake.
 
 The service asks `admit` for every request and does what the decision says (start a wake, start
 a sleep) outside the policy; `woke`, `slept` and the failure calls report the outcome. A request
@@ -41,6 +46,7 @@ class Residence:
 
     name: str
     gpu: str
+    wave: int = 0
     state: str = STARTING
     in_flight: int = 0
     waiting: int = 0
@@ -51,7 +57,7 @@ class Residence:
 
     @property
     def holds_slot(self) -> bool:
-        return self.state in (AWAKE, WAKING, SLEEPING)
+        return self.state in (STARTING, AWAKE, WAKING, SLEEPING)
 
     @property
     def idle(self) -> bool:
@@ -79,9 +85,12 @@ class Policy:
         awake_per_gpu: int,
         failed_backoff_s: float,
         clock: Callable[[], float],
+        waves: dict[str, int] | None = None,
     ) -> None:
-        """`gpus`: model → its GPU. `clock`: seconds, monotonic (time.monotonic in service)."""
-        self.models = {name: Residence(name, gpu) for name, gpu in gpus.items()}
+        """`gpus`: model → its GPU. `clock`: seconds, monotonic (time.monotonic in service).
+        `waves`: model → its start-up wave (0 where absent)."""
+        waves = waves or {}
+        self.models = {name: Residence(name, gpu, waves.get(name, 0)) for name, gpu in gpus.items()}
         self.awake_per_gpu = awake_per_gpu
         self.failed_backoff_s = failed_backoff_s
         self.clock = clock
@@ -176,12 +185,18 @@ class Policy:
         self._fail(name, reason)
 
     def trim(self) -> list[str]:
-        """At start-up every server comes up awake: while a GPU has more awake models than it
-        may, pick idle ones to sleep (now `sleeping`). The most recently healthy go first: the
-        ones healthy earlier may already be answering, and their caches are warm."""
+        """At start-up every server comes up awake. Put to sleep (now `sleeping`) every idle
+        model of an earlier wave than a model of its GPU still starting, and, while a GPU has
+        more awake models than it may, idle ones: the most recently healthy first (the ones
+        healthy earlier may already be answering, and their caches are warm)."""
         chosen = []
         for gpu in sorted({m.gpu for m in self.models.values()}):
             neighbours = self.on_gpu(gpu)
+            to_come = max((m.wave for m in neighbours if m.state == STARTING), default=-1)
+            for model in neighbours:
+                if model.idle and model.wave < to_come:
+                    model.state = SLEEPING
+                    chosen.append(model.name)
             excess = sum(m.state in (AWAKE, WAKING) for m in neighbours) - self.awake_per_gpu
             idle = sorted(
                 (m for m in neighbours if m.idle),

@@ -24,6 +24,8 @@ import yaml
 
 from arenastack.core.paths import MODEL_CATALOG, REPO
 from arenastack.core.services import VLLM_PORT
+from arenastack.plan.planner import resident_bytes
+from arenastack.render import residency
 from arenastack.render.pipeline import compose_text, prepare
 
 # Flags the renderer writes for older refs that vLLM 0.24 rejects.
@@ -47,6 +49,8 @@ def server(name: str, service: dict[str, Any], model: str, port: int) -> dict[st
         if value is not None and not key.startswith("HF_")
     }
     waits = [s for s in service.get("depends_on", {}) if s != "fetch-models"]
+    # A model of an earlier residency wave is ready for the next wave once it has slept.
+    ready = "slept" if residency.HAS_SLEPT in service["healthcheck"]["test"] else "healthy"
     catalog = MODEL_CATALOG / model.replace("/", "--") / "config.json"
     return {
         "service": name,
@@ -54,6 +58,7 @@ def server(name: str, service: dict[str, Any], model: str, port: int) -> dict[st
         "argv": argv,
         "env": environment,
         "after": waits,
+        "ready": ready,
         "port": port,
     }
 
@@ -63,6 +68,7 @@ def main() -> int:
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--gpus", required=True)
     parser.add_argument("--ref", help="render for this vLLM ref instead of the manifest's")
+    parser.add_argument("--host-memory", type=float, help="the GPU machine's memory, GiB")
     args = parser.parse_args()
     data = yaml.safe_load(args.manifest.read_text())
     if args.ref:
@@ -70,7 +76,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         manifest = Path(folder) / args.manifest.name
         manifest.write_text(yaml.safe_dump(data, sort_keys=False))
-        prepared = prepare(manifest, args.gpus)
+        prepared = prepare(manifest, args.gpus, host_memory_gib=args.host_memory)
         document = yaml.safe_load(compose_text(prepared, Path(folder) / "c.yml"))
     servers = []
     for index, entry in enumerate(prepared.plan.entries):
@@ -87,6 +93,20 @@ def main() -> int:
         }
         servers.append(spec)
     assert all(s["argv"].count("--port") == 1 for s in servers), "one port per server"
+    resident = None
+    if "residency" in document.get("configs", {}):
+        # The residency service's config, its servers at their ports here.
+        resident = json.loads(document["configs"]["residency"]["content"])
+        for spec in servers:
+            resident["models"][spec["service"]]["url"] = f"http://127.0.0.1:{spec['port']}"
+        gpu_budget = prepared.manifest.planner.gpu_budget
+        usable = prepared.plan.entries[0].gpu_memory_bytes or 0
+        awake = prepared.manifest.residency.awake_per_gpu if prepared.manifest.residency else None
+        resident["plan"] = {
+            "budget_bytes": int(gpu_budget * usable),
+            "resident_bytes": resident_bytes(prepared.plan.entries, awake),
+            "asleep_bytes": {e.model.service: e.asleep_bytes for e in prepared.plan.entries},
+        }
     plan = {
         "manifest": str(args.manifest),
         "ref": prepared.dialect.label,
@@ -94,6 +114,7 @@ def main() -> int:
         "together": sorted(prepared.plan.together),
         "container_port": VLLM_PORT,
         "servers": servers,
+        "residency": resident,
     }
     json.dump(plan, sys.stdout, indent=1)
     print()

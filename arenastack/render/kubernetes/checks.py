@@ -29,7 +29,10 @@ def sharing_of(manifest: Manifest, override: str | None) -> str:
 
 
 def prepare(
-    manifest_path: Path, gpus_spec: str | None, sharing_override: str | None
+    manifest_path: Path,
+    gpus_spec: str | None,
+    sharing_override: str | None,
+    host_memory_gib: float | None = None,
 ) -> tuple[Prepared, str]:
     """The compose pipeline's load, plan and checks, with this target's checks among them."""
 
@@ -38,7 +41,9 @@ def prepare(
     ) -> list[Problem]:
         return problems(manifest, models, gpus, sharing_of(manifest, sharing_override))
 
-    prepared = pipeline.prepare(manifest_path, gpus_spec, extra_checks=cluster_checks)
+    prepared = pipeline.prepare(
+        manifest_path, gpus_spec, extra_checks=cluster_checks, host_memory_gib=host_memory_gib
+    )
     sharing = sharing_of(prepared.manifest, sharing_override)
     if sharing == "hami" and prepared.manifest.device == "cuda":
         prepared = replace(prepared, warnings=_hami_warnings(prepared))
@@ -77,6 +82,15 @@ def problems(
 ) -> list[Problem]:
     """What only a cluster refuses; run with the compose checks so all errors come at once."""
     found: list[Problem] = []
+    if manifest.residency is not None:
+        found.append(
+            Problem(
+                "residency",
+                "is not rendered for Kubernetes yet: the residency service, its start-up waves "
+                "and the unpublished dev-mode servers exist for Compose only; render this "
+                "manifest for Compose, or remove the block for the cluster",
+            )
+        )
     for service in manifest.models:
         if not SERVICE_NAME.match(service):
             found.append(

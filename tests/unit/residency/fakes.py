@@ -10,6 +10,14 @@ records the most models awake at once on each GPU; a fake counts as awake from t
 
 `Served` runs an ASGI app under uvicorn on 127.0.0.1 in a thread of its own, on a socket bound
 before the thread starts (port 0: no race for a free port).
+
+In a container (tests/live/test_residency.py) one fake is a whole server:
+
+    python -m tests.unit.residency.fakes --name SERVED_NAME --gpu 0 [--port 8000]
+        [--wake-delay-s 0.3] [--fail-to-wake error] [--start-delay-s 0]
+
+and `GET /account` answers its account, with the wall-clock intervals it was awake, so that a
+test can tell how many fakes of a GPU were awake at once across containers.
 """
 
 from __future__ import annotations
@@ -41,11 +49,18 @@ class Monitor:
         self._lock = threading.Lock()
         self._awake: dict[str, set[str]] = defaultdict(set)
         self.most_awake: dict[str, int] = defaultdict(int)
+        # Wall-clock [from, until] of each time a fake was awake (until None while it is).
+        self.intervals: dict[str, list[list[float | None]]] = defaultdict(list)
 
     def set_awake(self, gpu: str, name: str, awake: bool) -> None:
         with self._lock:
+            was = name in self._awake[gpu]
             (self._awake[gpu].add if awake else self._awake[gpu].discard)(name)
             self.most_awake[gpu] = max(self.most_awake[gpu], len(self._awake[gpu]))
+            if awake and not was:
+                self.intervals[name].append([time.time(), None])
+            elif was and not awake:
+                self.intervals[name][-1][1] = time.time()
 
 
 class FakeVllm:
@@ -102,6 +117,7 @@ class FakeVllm:
             Route("/v1/chat/completions", self._completion("chat"), methods=["POST"]),
             Route("/v1/completions", self._completion("text"), methods=["POST"]),
         ]
+        routes.append(Route("/account", self._account))
         if self.dev_mode:
             routes += [
                 Route("/is_sleeping", self._is_sleeping),
@@ -117,6 +133,21 @@ class FakeVllm:
 
     async def _health(self, request: Request) -> Response:
         return Response(status_code=200 if self.healthy else 503)
+
+    async def _account(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "name": self.name,
+                "gpu": self.gpu,
+                "awake": self.awake,
+                "wakes": self.wakes,
+                "sleeps": self.sleeps,
+                "sleep_levels": self.sleep_levels,
+                "served": self.served,
+                "violations": self.violations,
+                "awake_intervals": self.monitor.intervals[self.name],
+            }
+        )
 
     async def _is_sleeping(self, request: Request) -> Response:
         return JSONResponse({"is_sleeping": not self.awake})
@@ -234,3 +265,32 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, failure: str) -> N
         if time.monotonic() > deadline:
             raise AssertionError(failure)
         time.sleep(0.02)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.unit.residency.fakes")
+    parser.add_argument("--name", required=True, help="the served model name")
+    parser.add_argument("--gpu", default="0")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--wake-delay-s", type=float, default=0.3)
+    parser.add_argument("--sleep-delay-s", type=float, default=0.1)
+    parser.add_argument("--fail-to-wake", choices=("error", "stays_asleep", "hang"))
+    parser.add_argument("--start-delay-s", type=float, default=0.0, help="as loading weights")
+    args = parser.parse_args(argv)
+    fake = FakeVllm(
+        args.name,
+        args.gpu,
+        Monitor(),
+        wake_delay_s=args.wake_delay_s,
+        sleep_delay_s=args.sleep_delay_s,
+        fail_to_wake=args.fail_to_wake,
+    )
+    time.sleep(args.start_delay_s)
+    uvicorn.run(fake.app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

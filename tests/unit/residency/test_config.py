@@ -18,7 +18,7 @@ EXAMPLE: dict[str, Any] = {
     "wake_timeout_s": 60,
     "models": {
         "a": {"url": "http://tiny-a:8000/", "gpu": "0", "names": ["a-served", "Display A"]},
-        "b": {"url": "http://tiny-b:8000", "gpu": "1", "names": ["b-served"]},
+        "b": {"url": "http://tiny-b:8000", "gpu": "1", "names": ["b-served"], "wave": 1},
     },
 }
 
@@ -27,7 +27,7 @@ def test_the_example_is_read_into_frozen_dataclasses() -> None:
     config = parse(EXAMPLE)
     assert config.models == (
         ModelConfig("a", "http://tiny-a:8000", "0", ("a-served", "Display A")),
-        ModelConfig("b", "http://tiny-b:8000", "1", ("b-served",)),
+        ModelConfig("b", "http://tiny-b:8000", "1", ("b-served",), wave=1),
     )
     assert (config.awake_per_gpu, config.sleep_level, config.wake_timeout_s) == (2, 1, 60.0)
     assert config.models[0].served_name == "a-served"
@@ -83,6 +83,8 @@ DELETE = object()
         ("models.a.names", [], "models.a.names: must be a list of names"),
         ("models.a.names", ["ok", ""], "models.a.names: must be a list of names"),
         ("models.a.port", 8000, "models.a.port: unknown field"),
+        ("models.a.wave", -1, "models.a.wave: must be a whole number ≥ 0, not -1"),
+        ("models.a.wave", "1", 'models.a.wave: must be a whole number ≥ 0, not "1"'),
         ("models.b.names", ["Display A"], 'models.b.names: "Display A" is already a name of a'),
     ],
 )

@@ -214,3 +214,37 @@ def test_trim_leaves_a_gpu_within_its_slots_alone() -> None:
     policy, _ = make(awake="ab", asleep="c")
     assert policy.trim() == []
     assert state(policy, "c") == ASLEEP
+
+
+def test_start_up_waves_earlier_ones_sleep_once_up_and_the_last_stays_awake() -> None:
+    """Waves 0 (a, b) and 1 (c, d) on GPU 0, two awake at most (render/residency.py)."""
+    clock = Clock()
+    waves = {"a": 0, "b": 0, "c": 1, "d": 1}
+    policy = Policy(dict.fromkeys(waves, "0"), 2, failed_backoff_s=30, clock=clock, waves=waves)
+    policy.seen("a", sleeping=False)
+    assert policy.trim() == ["a"]  # c and d are still to come: a makes room at once
+    policy.slept("a")
+    policy.seen("b", sleeping=False)
+    assert ask(policy, "b") == READY  # a request during start-up is served...
+    assert policy.trim() == []  # ...and b is not taken from under it
+    policy.finish("b")
+    assert policy.trim() == ["b"]
+    policy.slept("b")
+    policy.seen("c", sleeping=False)
+    policy.seen("d", sleeping=False)
+    assert policy.trim() == []  # the last wave stays awake
+    assert [state(policy, n) for n in "abcd"] == [ASLEEP, ASLEEP, AWAKE, AWAKE]
+
+
+def test_no_wake_while_a_wave_is_loading_its_weights() -> None:
+    """Starting models hold their slots: the memory of a wave that is loading is not free."""
+    clock = Clock()
+    waves = {"a": 0, "b": 1, "c": 1}
+    policy = Policy(dict.fromkeys(waves, "0"), 2, failed_backoff_s=30, clock=clock, waves=waves)
+    policy.seen("a", sleeping=True)
+    assert ask(policy, "a") == WAIT  # b and c are loading
+    assert "no room" in policy.why_waiting("a")
+    policy.seen("b", sleeping=False)
+    policy.seen("c", sleeping=False)
+    decision = policy.admit("a")
+    assert decision.sleep in ("b", "c") and decision.wake is None  # room first, then the wake
