@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arenastack.core.services import RESIDENCY_PORT, RESIDENCY_SERVICE
 from arenastack.manifest import GpuSpec, Manifest, Model
 from arenastack.operate import gateway_health, stack_state
 from arenastack.operate.gateway_health import GatewayHealth
@@ -61,6 +62,9 @@ class ModelStatus:
     # holds tokens now: vLLM's usage is of this capacity.
     kv_cache_bytes: int | None = None
     kv_cache_used_bytes: int | None = None
+    # With residency: awake, asleep, waking, sleeping, starting or failed, as the residency
+    # service says (residency_error says why it could not be asked).
+    residency: str | None = None
 
 
 @dataclass
@@ -144,6 +148,8 @@ def collect(
         if status.kv_cache_bytes is not None and status.kv_cache_usage is not None:
             status.kv_cache_used_bytes = round(status.kv_cache_usage * status.kv_cache_bytes)
         statuses.append(status)
+    if manifest.residency is not None:
+        _residency_states(manifest, statuses, containers.get(RESIDENCY_SERVICE))
     _tokens_per_second(manifest, statuses, names, window_s)
     _gpu_memory(manifest, statuses, containers, gpus, footprints or {})
     services = {
@@ -159,6 +165,28 @@ def collect(
             [model.service for model in models],
         )
     return StackStatus(project, names.label, statuses, services, gateway)
+
+
+def _residency_states(
+    manifest: Manifest, statuses: list[ModelStatus], service: Container | None
+) -> None:
+    """Each model's residency, from the residency service's GET /residency: through its
+    published port, else its container's address."""
+    assert manifest.residency is not None
+    port = manifest.residency.port
+    if port is not None:
+        address = f"http://{stack_state.host_of(manifest.bind_address)}:{port}"
+    elif service is not None and service.ip_address:
+        address = f"http://{service.ip_address}:{RESIDENCY_PORT}"
+    else:
+        return
+    try:
+        with urllib.request.urlopen(f"{address}/residency", timeout=TIMEOUT_S) as response:
+            models = json.load(response)["models"]
+    except (OSError, ValueError, KeyError):
+        return  # the service is not up: its own line below the table says so
+    for status in statuses:
+        status.residency = models.get(status.service, {}).get("state")
 
 
 def _tokens_per_second(
@@ -287,6 +315,9 @@ def print_table(status: StackStatus, device: str) -> None:
         table.add_column(column)
     if device == "cuda":
         table.add_column("GPU MiB used/plan")
+    resident = any(m.residency for m in status.models)
+    if resident:
+        table.add_column("residency")
     gateway = status.gateway
     if gateway is not None:
         table.add_column("gateway")
@@ -320,6 +351,8 @@ def print_table(status: StackStatus, device: str) -> None:
         ]
         if device == "cuda":
             row.append(memory)
+        if resident:
+            row.append(m.residency or "-")
         if gateway is not None:
             reach = gateway.models.get(m.service)
             row.append(reach.health if reach else "-")

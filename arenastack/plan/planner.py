@@ -120,6 +120,9 @@ class Plan:
     warnings: list[Problem]
     # GPUs whose models start together (every one sized in bytes); the others chain them.
     together: frozenset[int] = frozenset()
+    # residency.awake_per_gpu, where the manifest has residency.
+    awake_per_gpu: int | None = None
+    budget_bytes: dict[int, int] | None = None  # planner.gpu_budget of each GPU
 
     def on_gpu(self, index: int) -> list[ModelPlan]:
         return [e for e in self.entries if e.model.gpus != "auto" and index in e.model.gpus]
@@ -426,7 +429,16 @@ def _plan_cuda(
     ]
     # vLLM refuses to start when one sequence of max_model_len does not fit its KV cache.
     problems += [p for e in entries if (p := _short_of_one_sequence(e))]
-    return Plan(placed, entries, gpus, problems, warnings, together)
+    budgets = {i: int(manifest.planner.gpu_budget * m) for i, m in enumerate(memory_of)}
+    return Plan(placed, entries, gpus, problems, warnings, together, awake, budgets)
+
+
+def awake_share_bytes(on_gpu: list[ModelPlan], awake_per_gpu: int, budget: int) -> int:
+    """With residency, what one awake model of a GPU may hold: the budget less the residue of
+    as many sleeping models as there can be (the largest residues), shared by those awake."""
+    residues = sorted((e.asleep_bytes or 0 for e in on_gpu), reverse=True)
+    asleep = residues[: max(len(on_gpu) - awake_per_gpu, 0)]
+    return (budget - sum(asleep)) // min(awake_per_gpu, len(on_gpu))
 
 
 def _unsizable(model: Model, info: ModelInfo | None, sizing: Sizing) -> Problem | None:

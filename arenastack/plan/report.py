@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from arenastack.plan.planner import GIB, ModelPlan, Plan
+from arenastack.plan.planner import GIB, ModelPlan, Plan, awake_share_bytes, resident_bytes
 
 
 def as_json(plan: Plan) -> dict[str, Any]:
@@ -22,10 +22,33 @@ def as_json(plan: Plan) -> dict[str, Any]:
             "start": "together" if index in plan.together else "one after another",
             "footprint_bytes": _footprint_total(plan.on_gpu(index)),
             "models": [e.model.service for e in plan.on_gpu(index)],
+            "residency": _residency_json(plan, index),
         }
         for index, gpu in enumerate(plan.gpus)
     ]
     return {"gpus": gpus, "models": [_model_json(entry) for entry in plan.entries]}
+
+
+def _residency_json(plan: Plan, index: int) -> dict[str, Any] | None:
+    entries = plan.on_gpu(index)
+    if plan.awake_per_gpu is None or not plan.budget_bytes or not entries:
+        return None
+    share = awake_share_bytes(entries, plan.awake_per_gpu, plan.budget_bytes[index])
+    return {
+        "awake_per_gpu": plan.awake_per_gpu,
+        "budget_bytes": plan.budget_bytes[index],
+        "worst_case_bytes": sum(resident_bytes(entries, plan.awake_per_gpu).values()),
+        "awake_share_bytes": share,
+        "kv_tokens_at_share": {e.model.service: _kv_tokens_at(e, share) for e in entries},
+    }
+
+
+def _kv_tokens_at(entry: ModelPlan, share: int) -> int | None:
+    """The KV tokens a model would get if it held an awake model's whole share."""
+    if entry.footprint_bytes is None or not entry.kv_bytes_per_token:
+        return None
+    without_kv = entry.footprint_bytes - (entry.kv_cache_bytes or 0)
+    return max(0, share - without_kv) // entry.kv_bytes_per_token
 
 
 def _model_json(entry: ModelPlan) -> dict[str, Any]:
@@ -45,6 +68,7 @@ def _model_json(entry: ModelPlan) -> dict[str, Any]:
         "kv_cache_sized_by": entry.sizing,
         "kv_cache_bytes": entry.kv_cache_bytes,
         "footprint_bytes": entry.footprint_bytes,
+        "asleep_bytes": entry.asleep_bytes,
         "source": entry.info.source if entry.info else None,
     }
 
@@ -88,7 +112,21 @@ def print_table(plan: Plan, device: str, console: Console | None = None) -> None
         needed_total = "?" if None in needed else f"{sum(n for n in needed if n):.2f}"
         start = "start together" if index in plan.together else "start one after another"
         footprint = _footprint_total(entries)
-        if footprint is not None:
+        residency = _residency_json(plan, index)
+        if residency is not None:
+            awake = residency["awake_per_gpu"]
+            share = residency["awake_share_bytes"]
+            at_share = ", ".join(
+                f"{service} {_count(tokens)}"
+                for service, tokens in residency["kv_tokens_at_share"].items()
+            )
+            table.caption = (
+                f"residency: at most {awake} of {len(entries)} awake; worst case "
+                f"{residency['worst_case_bytes'] / GIB:.1f} GiB (the largest awake, the others "
+                f"asleep) of a budget of {residency['budget_bytes'] / GIB:.1f} GiB\n"
+                f"an awake model's share: {share / GIB:.1f} GiB, room for KV tokens: {at_share}"
+            )
+        elif footprint is not None:
             table.caption = (
                 f"footprints: {footprint / GIB:.1f} GiB of {gpu.memory_gib:.1f} GiB   "
                 f"headroom: {gpu.memory_gib - footprint / GIB:.1f} GiB   models {start}"

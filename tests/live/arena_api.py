@@ -35,11 +35,11 @@ def cli_rows(manifest: Path, board: str = "human") -> list[dict[str, Any]]:
     return rows
 
 
-def revealed(names: list[str]) -> tuple[str, str]:
+def revealed(names: list[str], display: set[str] = DISPLAY) -> tuple[str, str]:
     found = [re.search(r"Model [AB]: (.+)", str(name)) for name in names]
     assert all(found), names
     a, b = (match.group(1).strip() for match in found if match)
-    assert {a, b} <= DISPLAY, (a, b)
+    assert {a, b} <= display, (a, b)
     return a, b
 
 
@@ -52,7 +52,9 @@ def connect(url: str) -> Any:
     return Client(url, verbose=False, httpx_kwargs={"timeout": REPLY_TIMEOUT_S})
 
 
-def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, int]:
+def api_battle(
+    clients: queue.Queue[Any], index: int, display: set[str] = DISPLAY
+) -> tuple[str, str, str, int]:
     """One battle and vote through the UI's own API, as a script would (gradio_client).
 
     The tiny random models answer with arbitrary characters; gradio_client 1.3.0 splits its
@@ -75,7 +77,7 @@ def api_battle(clients: queue.Queue[Any], index: int) -> tuple[str, str, str, in
         result = client.predict("", "", api_name=f"/{outcome}_last_response")
     finally:
         clients.put(client)
-    a, b = revealed(list(result[:2]))
+    a, b = revealed(list(result[:2]), display)
     return a, b, outcome, retries
 
 

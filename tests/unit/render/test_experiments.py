@@ -146,18 +146,23 @@ def test_cli_without_a_stack_says_so(tmp_path: Path, capsys: Any) -> None:
 
 def test_the_fastchat_image_is_built_from_the_repository_s_own_arena_package() -> None:
     """No copies: the FastChat image's context is the repository's root, and of it Docker sends
-    the arena package, the one core module it imports, and the image's own folder."""
+    the arena and residency packages, the core modules they import, and the image's own
+    folder."""
     document = render_with_default_output()
     build = document["services"]["controller"]["build"]
     assert (build["context"], build["dockerfile"]) == (".", "images/fastchat/Dockerfile")
     sent = {p.relative_to(REPO).as_posix() for p in images.sent_files(REPO)}
-    package = {p.relative_to(REPO).as_posix() for p in (REPO / "arenastack" / "arena").glob("*.py")}
-    assert package <= sent
+    for name in ("arena", "residency"):
+        package = {
+            p.relative_to(REPO).as_posix() for p in (REPO / "arenastack" / name).glob("*.py")
+        }
+        assert package <= sent, name
     assert {"arenastack/__init__.py", "arenastack/core/files.py"} <= sent
+    assert "arenastack/core/problems.py" in sent
     outside = {
         path
         for path in sent
-        if not path.startswith(("arenastack/arena/", "images/fastchat/"))
+        if not path.startswith(("arenastack/arena/", "arenastack/residency/", "images/fastchat/"))
         and path not in {".dockerignore", "arenastack/__init__.py"}
         and not path.startswith("arenastack/core/")
     }

@@ -150,10 +150,11 @@ def test_the_gpu_holds_the_largest_awake_plus_the_sleeping_residue(tmp_path: Pat
         assert entry.asleep_bytes is not None
         assert held[entry.model.service] == entry.asleep_bytes
         assert 1 * GIB < entry.asleep_bytes < (entry.footprint_bytes or 0) / 4
-    assert sum(held.values()) <= 0.42 * 140.4 * GIB
+    assert plan.budget_bytes is not None
+    assert sum(held.values()) <= plan.budget_bytes[0]
     # Three awake would not fit: the budget holds two.
     three = sum(e.footprint_bytes or 0 for e in by_size[:3]) + (by_size[3].asleep_bytes or 0)
-    assert three > 0.42 * 140.4 * GIB
+    assert three > plan.budget_bytes[0]
 
 
 def test_a_gpu_short_of_room_names_its_awake_and_sleeping_models(tmp_path: Path) -> None:
@@ -268,3 +269,26 @@ def test_the_earlier_waves_healthcheck_passes_once_the_server_has_slept(
         fake.awake = True  # woken later: it stays healthy
         again = subprocess.run([*command[:3], served.url, str(marker)], capture_output=True)
         assert (again.returncode == 0) is healthy
+
+
+def test_plan_shows_the_worst_case_and_what_an_awake_share_could_hold(tmp_path: Path) -> None:
+    from arenastack.plan import report
+
+    plan = prepare(manifest(tmp_path), H200, host_memory_gib=128).plan
+    (gpu,) = report.as_json(plan)["gpus"]
+    shown = gpu["residency"]
+    entries = {e.model.service: e for e in plan.on_gpu(0)}
+    assert shown["awake_per_gpu"] == 2
+    assert plan.budget_bytes is not None
+    assert shown["budget_bytes"] == plan.budget_bytes[0] <= 0.42 * 140.4 * GIB
+    assert shown["worst_case_bytes"] == sum(resident_bytes(list(entries.values()), 2).values())
+    # Two of the largest residues asleep, the rest of the budget shared by the two awake.
+    residues = sorted((e.asleep_bytes or 0 for e in entries.values()), reverse=True)
+    assert shown["awake_share_bytes"] == (shown["budget_bytes"] - sum(residues[:2])) // 2
+    for service, tokens in shown["kv_tokens_at_share"].items():
+        entry = entries[service]
+        assert entry.kv_tokens is not None and tokens > entry.kv_tokens  # more than it was given
+        without_kv = (entry.footprint_bytes or 0) - (entry.kv_cache_bytes or 0)
+        assert without_kv + tokens * (entry.kv_bytes_per_token or 0) <= shown["awake_share_bytes"]
+    without = manifest(tmp_path, residency=None, planner={"gpu_budget": 0.95})
+    assert report.as_json(prepare(without, H200).plan)["gpus"][0]["residency"] is None

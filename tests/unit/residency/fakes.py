@@ -17,7 +17,8 @@ In a container (tests/live/test_residency.py) one fake is a whole server:
         [--wake-delay-s 0.3] [--fail-to-wake error] [--start-delay-s 0]
 
 and `GET /account` answers its account, with the wall-clock intervals it was awake, so that a
-test can tell how many fakes of a GPU were awake at once across containers.
+test can tell how many fakes of a GPU were awake at once across containers; `POST
+/fault?wake=error` makes its wakes fail from then on.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ class FakeVllm:
             Route("/v1/chat/completions", self._completion("chat"), methods=["POST"]),
             Route("/v1/completions", self._completion("text"), methods=["POST"]),
         ]
-        routes.append(Route("/account", self._account))
+        routes += [
+            Route("/account", self._account),
+            Route("/fault", self._fault, methods=["POST"]),
+        ]
         if self.dev_mode:
             routes += [
                 Route("/is_sleeping", self._is_sleeping),
@@ -148,6 +152,12 @@ class FakeVllm:
                 "awake_intervals": self.monitor.intervals[self.name],
             }
         )
+
+    async def _fault(self, request: Request) -> Response:
+        """`POST /fault?wake=error` makes its next wakes fail; `wake=none` mends it."""
+        wake = request.query_params.get("wake", "none")
+        self.fail_to_wake = None if wake == "none" else wake
+        return JSONResponse({"fail_to_wake": self.fail_to_wake})
 
     async def _is_sleeping(self, request: Request) -> Response:
         return JSONResponse({"is_sleeping": not self.awake})
