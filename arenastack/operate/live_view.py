@@ -29,7 +29,8 @@ from arenastack.manifest import Manifest, Model
 from arenastack.operate import stack_state
 from arenastack.operate.diagnosis import likely_cause
 from arenastack.operate.stack_state import Container
-from arenastack.render.stack import start_chains
+from arenastack.render import residency
+from arenastack.render.stack import start_order
 
 FETCH = "fetch-models"
 # vLLM's first words about weights (V0 and V1 engines, CUDA and CPU).
@@ -71,6 +72,8 @@ class Watch:
     device: str = "cuda"
     # GPUs whose models start together (plan.together): none of them waits for another.
     together: frozenset[int] = frozenset()
+    # residency.awake_per_gpu: models start in waves, the earlier ones healthy once asleep.
+    awake_per_gpu: int | None = None
     lines: dict[str, Line] = field(default_factory=dict)
     loading: set[str] = field(default_factory=set)
     after: dict[str, list[str]] = field(default_factory=dict)
@@ -79,8 +82,14 @@ class Watch:
     abandoned: bool = False
 
     def __post_init__(self) -> None:
-        chains = start_chains(self.models, self.together)
+        chains = start_order(self.models, self.together, self.awake_per_gpu)
         self.after = dict(zip((m.service for m in self.models), chains, strict=True))
+        self.sleepers: set[str] = set()
+        if self.awake_per_gpu is not None:
+            waves = residency.waves(self.models, self.awake_per_gpu)
+            self.sleepers = {m.service for m in self.models} - residency.last_wave(
+                self.models, waves
+            )
         self.lines[FETCH] = Line(FETCH, FETCH, since=self.started)
         for model in ordered(self.models):
             self.lines[model.service] = Line(
@@ -117,6 +126,9 @@ class Watch:
                 return "waiting for its turn", "after " + ", ".join(waits)
             return "waiting", "for fetch-models" if service in self.after else ""
         if container.health == HEALTHY:
+            if self.awake_per_gpu is not None and service in self.after:
+                # An earlier wave's model is healthy once asleep; the last wave stays awake.
+                return HEALTHY, "asleep, woken on demand" if service in self.sleepers else "awake"
             return HEALTHY, ""
         if container.status in ("restarting", "exited", "dead") or container.restarts:
             return "restarting", f"{container.restarts} restart(s)"
@@ -258,6 +270,7 @@ def up(
     together: frozenset[int] = frozenset(),
 ) -> int:
     document = yaml.safe_load(location.compose_file.read_text(encoding="utf-8"))
+    awake_per_gpu = manifest.residency.awake_per_gpu if manifest.residency else None
     project = location.project
     docker = location.client()
     build_missing(docker, document, stream)
@@ -265,7 +278,8 @@ def up(
         s for s in ("controller", "webui", "prometheus", "grafana") if s in document["services"]
     ]
     started = time.monotonic()
-    watch = Watch(models, others, max_restarts, started, manifest.device, together)
+    others += ["residency"] if "residency" in document["services"] else []
+    watch = Watch(models, others, max_restarts, started, manifest.device, together, awake_per_gpu)
 
     def report(failure: Failure) -> None:
         _report_failure(docker, failure, stream)

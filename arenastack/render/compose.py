@@ -43,7 +43,7 @@ from arenastack.render.stack import (
     hub_environment,
     model_environment,
     model_folder,
-    start_chains,
+    start_order,
     vllm_command,
     webui_command,
     webui_environment,
@@ -56,14 +56,13 @@ def build_document(stack: Stack) -> dict[str, Any]:
     fastchat = images.fastchat_image(stack)
     services = {"fetch-models": _fragment("fetch-models", _fetch_models(stack), image=vllm)}
     resident = manifest.residency is not None
-    if resident:
-        assert manifest.residency is not None
-        waves = residency.waves(stack.models, manifest.residency.awake_per_gpu)
-        afters = residency.start_after(stack.models, waves)
-        awake_at_last = residency.last_wave(stack.models, waves)
-    else:
-        afters = start_chains(stack.models, stack.together)
-        awake_at_last = {m.service for m in stack.models}
+    awake_per_gpu = manifest.residency.awake_per_gpu if manifest.residency else None
+    afters = start_order(stack.models, stack.together, awake_per_gpu)
+    awake_at_last = {m.service for m in stack.models}
+    if awake_per_gpu is not None:
+        awake_at_last = residency.last_wave(
+            stack.models, residency.waves(stack.models, awake_per_gpu)
+        )
     for model, after in zip(stack.models, afters, strict=True):
         values = _model(stack, model, after, model.service in awake_at_last)
         services[model.service] = _fragment("model", values, image=vllm)

@@ -82,6 +82,18 @@ def start_chains(models: list[Model], together: frozenset[int] = frozenset()) ->
     return waits
 
 
+def start_order(
+    models: list[Model], together: frozenset[int], awake_per_gpu: int | None
+) -> list[list[str]]:
+    """What each model waits for: with residency (`awake_per_gpu`), the wave before its own
+    (render/residency.py); otherwise the chain on its GPUs (`start_chains`)."""
+    if awake_per_gpu is None:
+        return start_chains(models, together)
+    from arenastack.render import residency
+
+    return residency.start_after(models, residency.waves(models, awake_per_gpu))
+
+
 # --- the model servers -----------------------------------------------------------------------
 
 

@@ -154,6 +154,26 @@ def test_watch_walks_models_through_their_states() -> None:
     assert watch.failure(looks, lambda c: []) is None
 
 
+def test_watch_with_residency_shows_the_waves_and_who_sleeps() -> None:
+    """Waves of two on GPU 0 (a | b, c): b and c wait for a, which is healthy once asleep."""
+    models = [model("a", 0), model("b", 0), model("c", 0)]
+    watch = live_view.Watch(models, [], max_restarts=2, started=0.0, awake_per_gpu=2)
+    assert watch.after == {"a": [], "b": ["a"], "c": ["a"]}
+    looks = {
+        "fetch-models": container("fetch-models", status="exited", exit_code=0),
+        "a": container("a", health="healthy"),
+        "b": container("b", health="healthy"),
+        "c": container("c", health="healthy"),
+    }
+    watch.update(looks, 40.0)
+    shown = {s: (watch.lines[s].state, watch.lines[s].detail) for s in "abc"}
+    assert shown == {
+        "a": ("healthy", "asleep, woken on demand"),
+        "b": ("healthy", "awake"),
+        "c": ("healthy", "awake"),
+    }
+
+
 def test_watch_fails_at_a_known_cause_at_once_and_otherwise_after_restarts() -> None:
     models = [model("a", 0)]
     watch = live_view.Watch(models, [], max_restarts=2, started=0.0)
