@@ -10,7 +10,12 @@ from typing import Any
 
 from arenastack.manifest import Model
 from arenastack.monitoring.grafana import DATASOURCE_UID
-from arenastack.monitoring.prometheus import JOB, KV_CACHE_BYTES, memory_share_metric
+from arenastack.monitoring.prometheus import (
+    JOB,
+    KV_CACHE_BYTES,
+    RESIDENCY_JOB,
+    memory_share_metric,
+)
 from arenastack.plan.vllm_metrics import MetricNames
 
 DASHBOARD_UID = "arenastack-models"
@@ -131,22 +136,73 @@ PANEL_WIDTH = 4
 PANEL_HEIGHT = 7
 
 
-def dashboard(models: list[Model], names: MetricNames, device: str) -> dict[str, Any]:
+RESIDENCY = "arenastack_residency"
+RESIDENCY_SELECTOR = f'{{job="{RESIDENCY_JOB}"}}'
+# The residency service's own metrics (arenastack/residency/metrics.py), in a row above the GPUs.
+RESIDENCY_PANELS = (
+    PanelSpec(
+        "models awake per GPU",
+        "short",
+        (Query(f"sum by (gpu) ({RESIDENCY}_awake{RESIDENCY_SELECTOR})", "GPU {{gpu}}"),),
+    ),
+    PanelSpec(
+        "wakes and sleeps per minute",
+        "short",
+        (
+            Query(
+                f"60 * sum(rate({RESIDENCY}_wakes_total{RESIDENCY_SELECTOR}[{RATE_WINDOW}]))",
+                "wakes",
+            ),
+            Query(
+                f"60 * sum(rate({RESIDENCY}_sleeps_total{RESIDENCY_SELECTOR}[{RATE_WINDOW}]))",
+                "sleeps",
+            ),
+        ),
+    ),
+    PanelSpec(
+        "wake latency",
+        "s",
+        tuple(
+            Query(
+                f"histogram_quantile({q}, sum by (le) (rate({RESIDENCY}_wake_seconds_bucket"
+                f"{RESIDENCY_SELECTOR}[{RATE_WINDOW}])))",
+                f"p{round(q * 100)}",
+            )
+            for q in (0.5, 0.95)
+        ),
+    ),
+    PanelSpec(
+        "requests in flight",
+        "short",
+        (Query(f"{RESIDENCY}_in_flight{RESIDENCY_SELECTOR}", "{{model}}"),),
+    ),
+    PanelSpec(
+        "failed wakes",
+        "short",
+        (Query(f"sum({RESIDENCY}_wake_failures_total{RESIDENCY_SELECTOR})", "failed wakes"),),
+        "stat",
+    ),
+)
+
+
+def dashboard(
+    models: list[Model], names: MetricNames, device: str, residency: bool = False
+) -> dict[str, Any]:
+    """`residency`: a row for the residency service first."""
     panels: list[dict[str, Any]] = []
     y = 0
     next_id = 1
+    if residency:
+        panels.append(_row(next_id, "Residency: who is awake, wakes and sleeps", y))
+        next_id, y = next_id + 1, y + 1
+        for column, spec in enumerate(RESIDENCY_PANELS):
+            panels.append(_panel(next_id, None, spec, column, y))
+            next_id += 1
+        y += PANEL_HEIGHT
     word = "Start slot" if device == "cpu" else "GPU"
     for index, on_gpu in rows(models).items():
-        panels.append(
-            {
-                "id": next_id,
-                "type": "row",
-                "title": f"{word} {index}: " + ", ".join(m.display_name for m in on_gpu),
-                "collapsed": False,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-                "panels": [],
-            }
-        )
+        title = f"{word} {index}: " + ", ".join(m.display_name for m in on_gpu)
+        panels.append(_row(next_id, title, y))
         next_id += 1
         y += 1
         for model in on_gpu:
@@ -172,11 +228,25 @@ def dashboard(models: list[Model], names: MetricNames, device: str) -> dict[str,
     }
 
 
-def _panel(panel_id: int, model: Model, spec: PanelSpec, column: int, y: int) -> dict[str, Any]:
+def _row(panel_id: int, title: str, y: int) -> dict[str, Any]:
+    return {
+        "id": panel_id,
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        "panels": [],
+    }
+
+
+def _panel(
+    panel_id: int, model: Model | None, spec: PanelSpec, column: int, y: int
+) -> dict[str, Any]:
+    """A model's panel, or (model None) one of the residency row."""
     return {
         "id": panel_id,
         "type": spec.kind,
-        "title": f"{model.display_name}: {spec.title}",
+        "title": spec.title if model is None else f"{model.display_name}: {spec.title}",
         "datasource": {"type": "prometheus", "uid": DATASOURCE_UID},
         "gridPos": {"h": PANEL_HEIGHT, "w": PANEL_WIDTH, "x": column * PANEL_WIDTH, "y": y},
         "fieldConfig": {"defaults": {"unit": spec.unit}, "overrides": []},

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from arenastack.core.services import VLLM_PORT
+from arenastack.core.services import RESIDENCY_PORT, RESIDENCY_SERVICE, VLLM_PORT
 from arenastack.manifest import Model
 
 SCRAPE_INTERVAL = "5s"
 
 
 JOB = "vllm"
+RESIDENCY_JOB = "residency"
 
 
 PROMETHEUS_PORT = 9090
@@ -64,23 +65,28 @@ def prometheus_arguments(retention: str) -> list[str]:
     ]
 
 
-def prometheus_config(models: list[Model], device: str) -> dict[str, Any]:
+def prometheus_config(models: list[Model], device: str, residency: bool = False) -> dict[str, Any]:
+    """`residency`: also scrape the residency service (wakes, sleeps, who is awake)."""
+    jobs: list[dict[str, Any]] = [
+        {
+            "job_name": JOB,
+            "metrics_path": "/metrics",
+            "static_configs": [
+                {
+                    "targets": [f"{model.service}:{VLLM_PORT}"],
+                    "labels": target_labels(model, device),
+                }
+                for model in models
+            ],
+        }
+    ]
+    if residency:
+        target = f"{RESIDENCY_SERVICE}:{RESIDENCY_PORT}"
+        jobs.append({"job_name": RESIDENCY_JOB, "static_configs": [{"targets": [target]}]})
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "rule_files": [PROMETHEUS_RULES],
-        "scrape_configs": [
-            {
-                "job_name": JOB,
-                "metrics_path": "/metrics",
-                "static_configs": [
-                    {
-                        "targets": [f"{model.service}:{VLLM_PORT}"],
-                        "labels": target_labels(model, device),
-                    }
-                    for model in models
-                ],
-            }
-        ],
+        "scrape_configs": jobs,
     }
 
 

@@ -258,7 +258,8 @@ def _grafana(stack: Stack) -> dict[str, Any]:
 def _monitoring_files(stack: Stack) -> dict[str, dict[str, str]]:
     """The generated files, per service: {"prometheus": {"config": ..., "rules": ...}, ...}."""
     names = metric_names(stack.dialect.version)
-    files = config.config_files(stack.models, stack.manifest.device, names)
+    resident = stack.manifest.residency is not None
+    files = config.config_files(stack.models, stack.manifest.device, names, resident)
     return {
         service: {
             key.removeprefix(f"{service}_"): text

@@ -292,3 +292,25 @@ def test_plan_shows_the_worst_case_and_what_an_awake_share_could_hold(tmp_path: 
         assert without_kv + tokens * (entry.kv_bytes_per_token or 0) <= shown["awake_share_bytes"]
     without = manifest(tmp_path, residency=None, planner={"gpu_budget": 0.95})
     assert report.as_json(prepare(without, H200).plan)["gpus"][0]["residency"] is None
+
+
+def test_monitoring_scrapes_the_service_and_the_dashboard_has_its_row(tmp_path: Path) -> None:
+    import re
+
+    from arenastack.monitoring.dashboard import dashboard_queries
+    from arenastack.residency.metrics import Metrics
+    from arenastack.residency.policy import Residence
+
+    parsed = document(manifest(tmp_path, monitoring={"enabled": True}))
+    prometheus = yaml.safe_load(parsed["configs"]["prometheus_config"]["content"])
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["residency"]["static_configs"] == [{"targets": ["residency:8000"]}]
+    board = json.loads(parsed["configs"]["grafana_dashboard"]["content"])
+    assert board["panels"][0]["title"].startswith("Residency")
+    queries = [expr for title, expr in dashboard_queries(board) if "arenastack_residency" in expr]
+    assert len(queries) == 7
+    # Every series the row asks for is one the service exports.
+    exported = Metrics([("qwen3", "0")]).exposition([Residence("qwen3", "0")]).decode()
+    for expr in queries:
+        for name in re.findall(r"arenastack_residency_\w+", expr):
+            assert re.search(rf"^{name}[{{ ]", exported, re.M), name
