@@ -52,9 +52,10 @@ NOT_VLLM_ARGUMENTS = ("hostile",)
 PINNED_CASES = [
     c
     for c in CASES
-    if c.name not in ("cpu", "current", "elastic", "current-vllm", *NOT_VLLM_ARGUMENTS)
+    if c.name not in ("cpu", "current", "elastic", "residency", "current-vllm", *NOT_VLLM_ARGUMENTS)
 ]
-CURRENT_CASES = [c for c in CASES if c.name in ("cpu", "current", "elastic")]
+# residency: v0.24.0's commands with --enable-sleep-mode, which 0.32's parser has too.
+CURRENT_CASES = [c for c in CASES if c.name in ("cpu", "current", "elastic", "residency")]
 
 
 def built(image: str, manifest: Path, gpus: str | None, folder: Path) -> str:
