@@ -183,6 +183,9 @@ def main() -> int:
                     print(f"[{now:6.1f}s] {name} ready ({servers[name]['ready']})", flush=True)
             if now > args.timeout or failed:
                 break
+            if service.poll() is not None:
+                failed["residency service"] = f"exited with status {service.returncode}"
+                break
             time.sleep(0.5)
         result["all_ready_s"] = round(time.monotonic() - began, 1)
         result["ready_after_s"] = {n: round(s, 1) for n, s in ready.items()}
