@@ -94,8 +94,8 @@ def test_ratings_equal_fastchats_own_on_a_synthetic_set(stack: Stack) -> None:
 
 
 def test_the_leaderboard_service_runs_the_repository_s_own_code(stack: Stack) -> None:
-    """The image holds no copies to go stale: the package the running service imports is, file
-    for file, the repository's arenastack.arena (and the core module it uses)."""
+    """The image holds no copies to go stale: the packages it carries are, file for file, the
+    repository's arenastack.arena and arenastack.residency (and the core modules they use)."""
     listing = stack.exec(
         "leaderboard",
         ["python3", "-c", RUNNING_PACKAGE_FILES, "arenastack.arena.leaderboard_service"],
@@ -103,8 +103,9 @@ def test_the_leaderboard_service_runs_the_repository_s_own_code(stack: Stack) ->
     in_image = json.loads(listing)
     assert in_image["module"] == "/opt/arenastack/arenastack/arena/leaderboard_service.py"
     package = REPO / "arenastack"
-    carried = [*(package / "arena").glob("*.py"), package / "core" / "files.py"]
+    carried = [*(package / "arena").glob("*.py"), *(package / "residency").glob("*.py")]
     carried += [package / "__init__.py", package / "core" / "__init__.py"]
+    carried += [package / "core" / "files.py", package / "core" / "problems.py"]
     in_repo = {
         path.relative_to(REPO).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in carried
