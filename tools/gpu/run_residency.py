@@ -112,6 +112,29 @@ def metric_totals(text: str, name: str) -> dict[str, float]:
     return found
 
 
+def save(path: Path, result: dict[str, Any]) -> None:
+    path.write_text(json.dumps(result, indent=1))
+
+
+def summarise(
+    result: dict[str, Any], answers: list[dict[str, Any]], sampler: Sampler, seconds: float
+) -> None:
+    """The battles so far: time to first token, failures, the service's counters, GPU peaks."""
+    result["battles_s"] = round(seconds, 1)
+    ttft = sorted(a["ttft_s"] for a in answers if a.get("ttft_s") is not None)
+    result["requests"] = len(answers)
+    result["failures"] = [a for a in answers if "error" in a or a.get("ttft_s") is None]
+    if ttft:
+        result["ttft_p50_s"] = round(statistics.median(ttft), 3)
+        result["ttft_p95_s"] = round(ttft[max(0, round(0.95 * len(ttft)) - 1)], 3)
+        result["ttft_max_s"] = round(ttft[-1], 3)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{SERVICE_PORT}/metrics").read().decode()
+    for key in ("wakes_total", "sleeps_total", "wake_seconds_sum", "wake_failures_total"):
+        result[key] = metric_totals(metrics, f"arenastack_residency_{key}")
+    result["gpu_peak_mib"] = dict(sampler.peak)
+    result["answers"] = answers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", type=Path)
@@ -212,6 +235,7 @@ def main() -> int:
         }
         answers: list[dict[str, Any]] = []
         battle_began = time.monotonic()
+        save(args.out / f"{args.label}.json", result)  # a run cut short still leaves this
         for battle in range(args.battles):
             pair = chooser.sample(sorted(names), 2)
             with ThreadPoolExecutor(2) as pool:
@@ -219,26 +243,15 @@ def main() -> int:
             for reply in replies:
                 reply["battle"] = battle
             answers.extend(replies)
-        result["battles_s"] = round(time.monotonic() - battle_began, 1)
-        ttft = sorted(a["ttft_s"] for a in answers if a.get("ttft_s") is not None)
-        result["requests"] = len(answers)
-        result["failures"] = [a for a in answers if "error" in a or a.get("ttft_s") is None]
-        if ttft:
-            result["ttft_p50_s"] = round(statistics.median(ttft), 3)
-            result["ttft_p95_s"] = round(ttft[max(0, round(0.95 * len(ttft)) - 1)], 3)
-            result["ttft_max_s"] = round(ttft[-1], 3)
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{SERVICE_PORT}/metrics").read().decode()
-        result["wakes"] = metric_totals(metrics, "arenastack_residency_wakes_total")
-        result["sleeps"] = metric_totals(metrics, "arenastack_residency_sleeps_total")
-        result["wake_seconds_sum"] = metric_totals(metrics, "arenastack_residency_wake_seconds_sum")
-        result["wake_failures"] = metric_totals(metrics, "arenastack_residency_wake_failures_total")
+            summarise(result, answers, sampler, time.monotonic() - battle_began)
+            if battle % 10 == 9:
+                save(args.out / f"{args.label}.json", result)
         sampler.done.set()
         sampler.join()
-        result["gpu_peak_mib"] = sampler.peak
-        result["answers"] = answers
+        summarise(result, answers, sampler, time.monotonic() - battle_began)
     finally:
         sampler.done.set()
-        (args.out / f"{args.label}.json").write_text(json.dumps(result, indent=1))
+        save(args.out / f"{args.label}.json", result)
         summary = {k: v for k, v in result.items() if k not in ("answers", "logged")}
         print(json.dumps(summary, indent=1), flush=True)
         for process in [*processes.values(), service]:
