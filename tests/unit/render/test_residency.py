@@ -314,3 +314,16 @@ def test_monitoring_scrapes_the_service_and_the_dashboard_has_its_row(tmp_path: 
     for expr in queries:
         for name in re.findall(r"arenastack_residency_\w+", expr):
             assert re.search(rf"^{name}[{{ ]", exported, re.M), name
+
+
+def test_the_sleeping_residue_is_never_under_what_the_gpu_showed(tmp_path: Path) -> None:
+    """Measured on the lent H200 (vLLM 0.24.0, shared FACTS, 2026-12-02): a Qwen3-8B-shaped
+    server at max_model_len 32,768 with CUDA graphs kept about 1.96 GiB on the GPU asleep at
+    level 1 (48,959 → 25,613 MiB with another server beside it; 21.84 GiB freed). The plan's
+    residue for the same shape must not be less."""
+    models = {"qwen3": {"model": "Qwen/Qwen3-8B"}, "llama31": EIGHT_B["llama31"]}
+    path = manifest(tmp_path, models, defaults={"gpu": 0, "max_model_len": 32768})
+    entries = {e.model.service: e for e in prepare(path, H200, host_memory_gib=128).plan.entries}
+    residue = entries["qwen3"].asleep_bytes
+    assert residue is not None
+    assert 1.96 * GIB <= residue <= 1.25 * 1.96 * GIB
