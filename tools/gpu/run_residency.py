@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_stack import REPO, complete, gpu_memory, group_of, healthy, logged
+from run_stack import REPO, gpu_memory, group_of, healthy, launch, logged, write_models
 
 SERVICE_PORT = 8200
 
@@ -149,12 +149,7 @@ def main() -> int:
     stack = json.loads(args.stack.read_text())
     resident = stack["residency"]
     servers = {s["service"]: s for s in stack["servers"]}
-    for name, spec in servers.items():
-        folder = Path("/tmp/m") / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(complete(REPO / spec["config"])))
-        for tokenizer_file in args.tokenizer.glob("tokenizer*"):
-            (folder / tokenizer_file.name).write_bytes(tokenizer_file.read_bytes())
+    write_models(servers, args.tokenizer)
     config = {k: v for k, v in resident.items() if k != "plan"}
     config_file = args.out / f"{args.label}-residency.json"
     config_file.write_text(json.dumps(config, indent=1))
@@ -175,13 +170,7 @@ def main() -> int:
     failed: dict[str, str] = {}
 
     def start(name: str) -> None:
-        spec = servers[name]
-        log = (args.out / f"{args.label}-{name}.log").open("wb")
-        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *spec["argv"]]
-        processes[name] = subprocess.Popen(
-            command, env={**base_env, **spec["env"]}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        processes[name] = launch(servers[name], args.out / f"{args.label}-{name}.log", base_env)
         launched[name] = time.monotonic() - began
         print(f"[{launched[name]:6.1f}s] started {name}", flush=True)
 

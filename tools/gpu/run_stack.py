@@ -53,6 +53,27 @@ def complete(path: Path) -> dict[str, Any]:
     return config
 
 
+def write_models(servers: dict[str, dict[str, Any]], tokenizer: Path) -> None:
+    """Each server's model folder under /tmp/m: the catalog's config.json (weights are dummy)
+    and a tokenizer."""
+    for name, spec in servers.items():
+        folder = Path("/tmp/m") / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(complete(REPO / spec["config"])))
+        for tokenizer_file in tokenizer.glob("tokenizer*"):
+            shutil.copy(tokenizer_file, folder / tokenizer_file.name)
+
+
+def launch(spec: dict[str, Any], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A vLLM server with the rendered arguments and environment, in a process group of its
+    own (stopped with os.killpg)."""
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *spec["argv"]]
+    return subprocess.Popen(
+        command, env={**env, **spec["env"]}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
 def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
@@ -140,12 +161,7 @@ def main() -> int:
     args = parser.parse_args()
     stack = json.loads(args.stack.read_text())
     servers = {s["service"]: s for s in stack["servers"]}
-    for name, spec in servers.items():
-        folder = Path("/tmp/m") / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(complete(REPO / spec["config"])))
-        for tokenizer_file in args.tokenizer.glob("tokenizer*"):
-            shutil.copy(tokenizer_file, folder / tokenizer_file.name)
+    write_models(servers, args.tokenizer)
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     launched: dict[str, float] = {}
@@ -154,13 +170,7 @@ def main() -> int:
     began = time.monotonic()
 
     def start(name: str) -> None:
-        spec = servers[name]
-        log = (args.out / f"{args.label}-{name}.log").open("wb")
-        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *spec["argv"]]
-        processes[name] = subprocess.Popen(
-            command, env={**base_env, **spec["env"]}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        processes[name] = launch(servers[name], args.out / f"{args.label}-{name}.log", base_env)
         launched[name] = time.monotonic() - began
         print(f"[{launched[name]:6.1f}s] started {name}", flush=True)
 
