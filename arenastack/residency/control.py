@@ -16,9 +16,12 @@ its memory, and the next wake on that GPU may then fail too (and say so).
 
 Start-up: a task per model asks its /health until it answers 200 (a remote server coming up,
 so it is asked every `health_poll_s`), then reads /is_sleeping. Until then the model is
-`starting`, and its requests wait like any other (bounded) and are then refused naming it.
-Every server comes up awake, so while a GPU has more awake models than it may, the policy's
-`trim` puts the extra idle ones to sleep, the most recently healthy first.
+`starting`, holds its slot (it is loading), and its requests wait like any other (bounded) and
+are then refused naming it. Every server comes up awake, so the policy's `trim` puts to sleep
+each idle model of an earlier start-up wave while a later wave is still starting, and, while a
+GPU has more awake models than it may, the extra idle ones, the most recently healthy first. A
+server that never comes up keeps its slot: the service cannot tell one still loading from one
+gone, and counting it free could wake a model into memory that is being filled.
 """
 
 from __future__ import annotations
