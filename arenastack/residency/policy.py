@@ -151,10 +151,10 @@ class Policy:
             return "its wake has not finished"
         if model.state == FAILED and self.clock() < model.failed_until:
             return model.error
-        busy = [m.name for m in self.on_gpu(model.gpu) if m.state == AWAKE]
+        holders = [f"{m.name} ({m.state})" for m in self.on_gpu(model.gpu) if m.holds_slot]
         return (
-            f"GPU {model.gpu} has no room ({self.awake_per_gpu} awake at most) and its awake "
-            f"models stayed busy: {', '.join(busy) or 'none'}"
+            f"GPU {model.gpu} has no room ({self.awake_per_gpu} awake at most) and the models "
+            f"holding its slots stayed busy: {', '.join(holders) or 'none'}"
         )
 
     # --- what the service reports back ------------------------------------------------------

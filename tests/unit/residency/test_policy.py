@@ -107,7 +107,7 @@ def test_when_every_awake_model_is_busy_the_request_waits_until_one_finishes() -
     assert ask(policy, "b") == READY
     assert ask(policy, "c") == WAIT
     assert policy.admit("c") == WAIT
-    assert "a, b" in policy.why_waiting("c")
+    assert "a (awake), b (awake)" in policy.why_waiting("c")
     clock.now += 1
     policy.finish("b")
     assert policy.admit("c") == Decision(Verdict.WAIT, sleep="b")
@@ -243,7 +243,10 @@ def test_no_wake_while_a_wave_is_loading_its_weights() -> None:
     policy = Policy(dict.fromkeys(waves, "0"), 2, failed_backoff_s=30, clock=clock, waves=waves)
     policy.seen("a", sleeping=True)
     assert ask(policy, "a") == WAIT  # b and c are loading
-    assert "no room" in policy.why_waiting("a")
+    assert policy.why_waiting("a") == (
+        "GPU 0 has no room (2 awake at most) and the models holding its slots stayed busy: "
+        "b (starting), c (starting)"
+    )
     policy.seen("b", sleeping=False)
     policy.seen("c", sleeping=False)
     decision = policy.admit("a")
