@@ -86,10 +86,8 @@ class Watch:
         self.after = dict(zip((m.service for m in self.models), chains, strict=True))
         self.sleepers: set[str] = set()
         if self.awake_per_gpu is not None:
-            waves = residency.waves(self.models, self.awake_per_gpu)
-            self.sleepers = {m.service for m in self.models} - residency.last_wave(
-                self.models, waves
-            )
+            awake = residency.last_wave(self.models, self.awake_per_gpu)
+            self.sleepers = {m.service for m in self.models} - awake
         self.lines[FETCH] = Line(FETCH, FETCH, since=self.started)
         for model in ordered(self.models):
             self.lines[model.service] = Line(

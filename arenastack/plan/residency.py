@@ -7,7 +7,7 @@ What is refused before anything starts, and the planner's two checks:
   weights and KV cache (vLLM's CuMemAllocator) and emptied torch's cache; it keeps its CUDA
   context, its CUDA graphs and the memory allocated outside torch, which is what the footprint
   model calls `outside` (plan/footprint.py), so that is its residue. Measured on the lent H200:
-  a Qwen3-8B-shaped server kept 1.96 GiB asleep (shared FACTS), the plan says 2.9 GiB.
+  a Qwen3-8B-shaped server at 32K kept 1.96 GiB asleep (shared FACTS), the plan says 2.28 GiB.
 - the host: at level 1 the weights of a sleeping server go to pinned host memory, and torch's
   pinned-memory cache keeps those buffers once the server wakes again (the first sleep takes
   16 s, later ones 0.4 s), so the weights of every model that may sleep must fit the host's
@@ -23,6 +23,7 @@ from arenastack.core.problems import Problem
 from arenastack.manifest import Manifest, Model
 from arenastack.plan.dialect import Dialect
 from arenastack.plan.footprint import sizing_of
+from arenastack.plan.sharing import models_by_gpu
 
 GIB = 2**30
 SLEEP_FLAG = "--enable-sleep-mode"
@@ -89,7 +90,7 @@ def problems(manifest: Manifest, models: list[Model], dialect: Dialect) -> Itera
                 "(vLLM v0.10.2 or later), or set kv_cache_memory_bytes",
             )
     if residency.awake_per_gpu == 1 and manifest.webui.mode == "multi":
-        for gpu, sharing in _by_gpu(models).items():
+        for gpu, sharing in models_by_gpu(models).items():
             if len(sharing) > 1:
                 names = ", ".join(m.service for m in sharing)
                 yield Problem(
@@ -98,14 +99,6 @@ def problems(manifest: Manifest, models: list[Model], dialect: Dialect) -> Itera
                     "so one of them would wait for the other's whole answer before it even "
                     "wakes; use 2 or more, or put them on different GPUs",
                 )
-
-
-def _by_gpu(models: list[Model]) -> dict[int, list[Model]]:
-    found: dict[int, list[Model]] = {}
-    for model in models:
-        if model.gpus != "auto" and len(model.gpus) == 1:
-            found.setdefault(model.gpus[0], []).append(model)
-    return found
 
 
 def host_memory_gib(declared: float | None = None, meminfo: Path = MEMINFO) -> float | None:

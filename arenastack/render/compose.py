@@ -60,9 +60,7 @@ def build_document(stack: Stack) -> dict[str, Any]:
     afters = start_order(stack.models, stack.together, awake_per_gpu)
     awake_at_last = {m.service for m in stack.models}
     if awake_per_gpu is not None:
-        awake_at_last = residency.last_wave(
-            stack.models, residency.waves(stack.models, awake_per_gpu)
-        )
+        awake_at_last = residency.last_wave(stack.models, awake_per_gpu)
     for model, after in zip(stack.models, afters, strict=True):
         values = _model(stack, model, after, model.service in awake_at_last)
         services[model.service] = _fragment("model", values, image=vllm)

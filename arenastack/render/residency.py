@@ -16,6 +16,7 @@ import json
 
 from arenastack.core.services import RESIDENCY_PORT, VLLM_PORT
 from arenastack.manifest import Manifest, Model
+from arenastack.plan.sharing import models_by_gpu
 
 CONFIG_FILE = "/etc/arenastack/residency.json"
 SLEEP_FLAG = "--enable-sleep-mode"
@@ -42,11 +43,8 @@ def gpu_of(model: Model) -> int:
 
 def waves(models: list[Model], awake_per_gpu: int) -> dict[str, int]:
     """Each model's start-up wave on its GPU, 0 first."""
-    by_gpu: dict[int, list[Model]] = {}
-    for model in models:
-        by_gpu.setdefault(gpu_of(model), []).append(model)
     found = {}
-    for sharing in by_gpu.values():
+    for sharing in models_by_gpu(models).values():
         count = (len(sharing) - 1) // awake_per_gpu + 1
         for position, model in enumerate(sharing):
             from_the_end = (len(sharing) - 1 - position) // awake_per_gpu
@@ -67,8 +65,9 @@ def start_after(models: list[Model], wave_of: dict[str, int]) -> list[list[str]]
     ]
 
 
-def last_wave(models: list[Model], wave_of: dict[str, int]) -> set[str]:
+def last_wave(models: list[Model], awake_per_gpu: int) -> set[str]:
     """The models that stay awake once the stack is up."""
+    wave_of = waves(models, awake_per_gpu)
     final: dict[int, int] = {}
     for model in models:
         final[gpu_of(model)] = max(final.get(gpu_of(model), 0), wave_of[model.service])
