@@ -63,7 +63,7 @@ class ModelStatus:
     kv_cache_bytes: int | None = None
     kv_cache_used_bytes: int | None = None
     # With residency: awake, asleep, waking, sleeping, starting or failed, as the residency
-    # service says (residency_error says why it could not be asked).
+    # service says (None when it could not be asked).
     residency: str | None = None
 
 

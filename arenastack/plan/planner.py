@@ -96,12 +96,8 @@ class ModelPlan:
         cache give back (plan/residency.py)."""
         if self.footprint_bytes is None or self.weights_bytes is None:
             return None
-        return (
-            self.footprint_bytes
-            - self.weights_bytes
-            - (self.kv_cache_bytes or 0)
-            - (self.overhead_bytes)
-        )
+        kv = self.kv_cache_bytes or 0
+        return self.footprint_bytes - self.weights_bytes - kv - self.overhead_bytes
 
     @property
     def kv_tokens(self) -> int | None:
@@ -543,15 +539,15 @@ def _footprints_over_budget(
         if any(e.sizing != "bytes" or e.footprint_bytes is None for e in on_gpu):
             continue  # fractions have their own checks; an elastic pool is checked as it is cut
         held = resident_bytes(on_gpu, awake_per_gpu)
+        footprints = {e.model.service: e.footprint_bytes for e in on_gpu}
         total = sum(held.values())
         allowed = budget * memory[index]
         if total <= allowed:
             continue
         awake = awake_per_gpu is not None and awake_per_gpu < len(on_gpu)
+        asleep = {s for s, b in held.items() if awake and b != footprints[s]}
         terms = " + ".join(
-            f"{service} {b / GIB:.1f}{'' if not awake or b == e.footprint_bytes else ' asleep'}"
-            for e in on_gpu
-            for service, b in [(e.model.service, held[e.model.service])]
+            f"{s} {held[s] / GIB:.1f}{' asleep' if s in asleep else ''}" for s in held
         )
         what = f"{awake_per_gpu} awake and the others asleep" if awake else "its models"
         problems.append(
