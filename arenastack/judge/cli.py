@@ -1,7 +1,7 @@
 """`render.py judge`: battles between the experiment's models over prompts, judged by an LLM.
 
 render.py judge [MANIFEST] [--prompts FILE] (--judge NAME | --judge-url URL --judge-model M)
-                [--rounds N] [--concurrency K] [--all-pairs] [--json] [-o FILE] [-p PROJECT]
+                [--rounds N] [--concurrency K] [--attempts N] [--all-pairs] [--json] [-o FILE] [-p PROJECT]
                 [--logs DIR]
 """
 
@@ -56,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1, help="battles per prompt (default 1)")
     p.add_argument("--all-pairs", action="store_true", help="every pair of models per prompt")
     p.add_argument("--concurrency", type=int, default=4, help="battles at once (default 4)")
+    p.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="asks per request while it fails transiently: HTTP 408, 429 or 5xx, or a dropped "
+        "connection (default 3)",
+    )
     p.add_argument("--max-tokens", type=int, default=1024, help="of each answer (default 1024)")
     p.add_argument("--judge-max-tokens", type=int, default=1024, help="of each judgment")
     p.add_argument("--temperature", type=float, default=0.7, help="of the answers (default 0.7)")
@@ -113,6 +120,7 @@ def main(argv: list[str]) -> int:
         judge_max_tokens=args.judge_max_tokens,
         temperature=args.temperature,
         concurrency=args.concurrency,
+        attempts=args.attempts,
     )
     report = run.Report(
         judge=judge_name,
@@ -139,7 +147,7 @@ def _check(args: argparse.Namespace) -> list[Problem]:
         problems.append(
             Problem("--judge-key-env", f"the environment has no {args.judge_key_env} (the key)")
         )
-    for flag in ("rounds", "concurrency", "max_tokens", "judge_max_tokens"):
+    for flag in ("rounds", "concurrency", "attempts", "max_tokens", "judge_max_tokens"):
         if getattr(args, flag) < 1:
             problems.append(Problem(f"--{flag.replace('_', '-')}", "must be 1 or more"))
     return problems
@@ -155,6 +163,9 @@ def _print(report: run.Report) -> None:
         f"written to {report.where}; {report.time_s:.0f} s; tokens {dict(report.tokens)}",
     ]
     lines += report.notes()
+    if report.retried:
+        lines.append(f"{len(report.retried)} requests asked again, the first after: "
+                     f"{report.retried[0]}")  # fmt: skip
     if report.failed:
         lines.append(f"the first errors: {report.errors[:3]}")
     for line in lines:

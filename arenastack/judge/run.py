@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
 from arenastack.judge.prompts import Prompt
 from arenastack.judge.stack import Endpoint, EndpointError
 from arenastack.judge.verdicts import combine, judge_messages, parse_verdict
@@ -73,6 +75,11 @@ class Settings:
     judge_max_tokens: int = 1024
     temperature: float = 0.7
     concurrency: int = 4
+    # Each request is asked up to this many times while it fails transiently, waiting
+    # retry_wait_s, then twice that, ...: one gateway hiccup in a run of hundreds of battles
+    # should not cost a battle.
+    attempts: int = 3
+    retry_wait_s: float = 2.0
 
 
 @dataclass
@@ -92,6 +99,8 @@ class Report:
     tokens: Counter[str] = field(default_factory=Counter)
     time_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # Requests that failed transiently and were asked again (stack.TRANSIENT_STATUS), and why.
+    retried: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +121,8 @@ class Report:
             "time_s": round(self.time_s, 1),
             "tokens": dict(self.tokens),
             "errors": self.errors[:10],
+            "retried": len(self.retried),
+            "retried_errors": self.retried[:10],
             "notes": self.notes(),
         }
 
@@ -140,22 +151,47 @@ def style_of(text: str, tokens: int) -> dict[str, int]:
     }
 
 
+class Asker:
+    """Asks an endpoint, again while it fails transiently, and notes each retry."""
+
+    def __init__(self, settings: Settings, retried: Callable[[str], None]) -> None:
+        self.retrying = Retrying(
+            stop=stop_after_attempt(settings.attempts),
+            wait=wait_exponential(multiplier=settings.retry_wait_s),
+            retry=retry_if_exception(lambda e: isinstance(e, EndpointError) and e.transient),
+            before_sleep=lambda state: retried(str(state.outcome and state.outcome.exception())),
+            reraise=True,
+        )
+
+    def chat(
+        self, endpoint: Endpoint, messages: list[dict[str, str]], max_tokens: int, temp: float
+    ) -> tuple[str, dict[str, int]]:
+        # A copy per request: the threads of a run must not share one retry's state.
+        return self.retrying.copy()(endpoint.chat, messages, max_tokens, temp)
+
+
 def judge_battle(
-    battle: Battle, contestants: dict[str, Endpoint], judge: Endpoint, settings: Settings
+    battle: Battle,
+    contestants: dict[str, Endpoint],
+    judge: Endpoint,
+    settings: Settings,
+    asker: Asker,
 ) -> dict[str, Any]:
     """The judgment record of one battle (arena/judgments.py has its fields)."""
     usage: Counter[str] = Counter()
     answers, style = [], []
     for name in battle.models:
         messages = [{"role": "user", "content": battle.prompt.text}]
-        text, used = contestants[name].chat(messages, settings.max_tokens, settings.temperature)
+        text, used = asker.chat(
+            contestants[name], messages, settings.max_tokens, settings.temperature
+        )
         usage.update(used)
         answers.append(text)
         style.append(style_of(text, used["completion_tokens"]))
     verdicts, judgments = [], []
     for first, second in ((0, 1), (1, 0)):
         messages = judge_messages(battle.prompt.text, answers[first], answers[second])
-        text, used = judge.chat(messages, settings.judge_max_tokens, 0.0)
+        text, used = asker.chat(judge, messages, settings.judge_max_tokens, 0.0)
         usage.update(used)
         judgments.append(text)
         verdicts.append(parse_verdict(text))
@@ -194,9 +230,17 @@ def run(
     report.already_judged = len(battles) - len(todo)
     started = time.monotonic()
     lock = threading.Lock()
+
+    def retried(error: str) -> None:
+        with lock:
+            report.retried.append(error)
+
+    asker = Asker(settings, retried)
     progress(0, len(todo), 0.0)
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
-        futures = {pool.submit(judge_battle, b, contestants, judge, settings): b for b in todo}
+        futures = {
+            pool.submit(judge_battle, b, contestants, judge, settings, asker): b for b in todo
+        }
         for count, future in enumerate(as_completed(futures), start=1):
             try:
                 record = future.result()

@@ -32,8 +32,17 @@ from arenastack.render import arena_json
 REQUEST_TIMEOUT_S = 600
 
 
+# What a gateway or a server answers while it is briefly unable to (a timeout, a restart, a full
+# queue): worth asking again. Anything else (a bad request, a wrong key) fails at once.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
 class EndpointError(Exception):
-    """A request to a model failed."""
+    """A request to a model failed; `transient` when asking again may succeed."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,14 @@ class Endpoint:
                 reply: dict[str, Any] = json.load(answer)
         except urllib.error.HTTPError as error:
             detail = error.read().decode("utf-8", "replace")[:300]
-            raise EndpointError(f"{self.model}: HTTP {error.code} {detail}") from None
-        except (OSError, ValueError) as error:
+            raise EndpointError(
+                f"{self.model}: HTTP {error.code} {detail}", error.code in TRANSIENT_STATUS
+            ) from None
+        except TimeoutError as error:  # REQUEST_TIMEOUT_S is long already: not again
+            raise EndpointError(f"{self.model}: {error}") from None
+        except OSError as error:  # refused, reset, closed before the answer
+            raise EndpointError(f"{self.model}: {error}", transient=True) from None
+        except ValueError as error:
             raise EndpointError(f"{self.model}: {error}") from None
         try:
             text = str(reply["choices"][0]["message"]["content"] or "")

@@ -28,11 +28,22 @@ ORDER = {"Alpha": 3, "Beta": 2, "Gamma": 1}
 
 class Scripted(http.server.BaseHTTPRequestHandler):
     calls: ClassVar[Counter[str]] = Counter()
+    # Per model, what its first requests get instead of an answer: an HTTP status, or "drop"
+    # (the connection closed before any answer).
+    faults: ClassVar[dict[str, list[int | str]]] = {}
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         model = body["model"]
         Scripted.calls[model] += 1
+        faults = Scripted.faults.get(model)
+        if faults:
+            fault = faults.pop(0)
+            if fault == "drop":
+                self.close_connection = True
+                return
+            self.send_error(int(fault), "scripted fault")
+            return
         if model == "judge":
             user = body["messages"][-1]["content"]
             a, b = re.findall(r"I am (\w+)", user)
@@ -57,17 +68,22 @@ class Scripted(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def base_url() -> Iterator[str]:
     Scripted.calls = Counter()
+    Scripted.faults = {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
 
 
+# Retries wait milliseconds here, not the CLI's seconds.
+QUICK_RETRY_S = 0.01
+
+
 def judge_once(base_url: str, folder: Path, battles: list[run.Battle]) -> run.Report:
     contestants = {name: Endpoint(base_url, name) for name in MODELS}
     journal = FolderJournal(folder, "judge")
     report = run.Report("judge", journal.where, 20, 1, len(battles), 0, None)
-    settings = run.Settings(judge="judge", concurrency=3)
+    settings = run.Settings(judge="judge", concurrency=3, retry_wait_s=QUICK_RETRY_S)
     judge = Endpoint(base_url, "judge")
     return run.run(battles, contestants, judge, journal, settings, report, lambda *a: None)
 
@@ -122,11 +138,38 @@ def test_a_model_that_fails_fails_its_battles_only(base_url: str, tmp_path: Path
     contestants["Gamma"] = Endpoint("http://127.0.0.1:9/v1", "Gamma")  # nothing listens there
     journal = FolderJournal(tmp_path, "judge")
     report = run.Report("judge", journal.where, 20, 1, len(battles), 0, None)
-    run.run(battles, contestants, Endpoint(base_url, "judge"), journal,
-            run.Settings(judge="judge"), report, lambda *a: None)  # fmt: skip
+    settings = run.Settings(judge="judge", retry_wait_s=QUICK_RETRY_S)
+    run.run(battles, contestants, Endpoint(base_url, "judge"), journal, settings, report,
+            lambda *a: None)  # fmt: skip
     with_gamma = sum("Gamma" in b.models for b in battles)
     assert (report.failed, report.judged) == (with_gamma, 20 - with_gamma)
     assert len(read_judgments(judgment_files(tmp_path)).judgments) == 20 - with_gamma
+    # Refused connections were asked again, up to the attempts, before the battle failed.
+    assert len(report.retried) == with_gamma * 2
+    assert all("Gamma" in error and "refused" in error for error in report.retried)
+
+
+def test_transient_failures_are_asked_again_and_cost_no_battle(
+    base_url: str, tmp_path: Path
+) -> None:
+    """A gateway's 503 or 500, a dropped connection: asked again, and every battle is judged;
+    a 400 is not transient and fails its battle at once."""
+    battles = run.draw(load(DEFAULT_PROMPTS), MODELS, rounds=1, all_pairs=False, seed=0)
+    Scripted.faults = {"Alpha": [503, "drop"], "judge": [500], "Beta": [400]}
+    report = judge_once(base_url, tmp_path, battles)
+    assert (report.failed, report.judged) == (1, 19)
+    assert len(report.retried) == 3 and report.as_dict()["retried"] == 3
+    assert sum("503" in e for e in report.retried) == sum("500" in e for e in report.retried) == 1
+    assert len(report.errors) == 1 and report.errors[0].startswith("Beta: HTTP 400"), report
+    assert Scripted.calls["Beta"] == sum("Beta" in b.models for b in battles), "no 400 again"
+
+
+def test_a_request_failing_on_every_attempt_fails_its_battle(base_url: str, tmp_path: Path) -> None:
+    battles = run.draw(load(DEFAULT_PROMPTS), MODELS, rounds=1, all_pairs=False, seed=0)[:1]
+    Scripted.faults = {name: [502, 502, 502] for name in MODELS}
+    report = judge_once(base_url, tmp_path, battles)
+    assert (report.failed, report.judged, len(report.retried)) == (1, 0, 2)
+    assert "HTTP 502" in report.errors[0]
 
 
 def test_style_is_counted_from_the_answer() -> None:
