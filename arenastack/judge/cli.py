@@ -1,8 +1,8 @@
 """`render.py judge`: battles between the experiment's models over prompts, judged by an LLM.
 
 render.py judge [MANIFEST] [--prompts FILE] (--judge NAME | --judge-url URL --judge-model M)
-                [--rounds N] [--concurrency K] [--attempts N] [--all-pairs] [--json] [-o FILE] [-p PROJECT]
-                [--logs DIR]
+                [--rounds N] [--concurrency K] [--attempts N] [--all-pairs] [--json]
+                [-o FILE] [-p PROJECT] [--logs DIR]
 """
 
 from __future__ import annotations

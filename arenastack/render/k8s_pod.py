@@ -19,7 +19,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-POLL_SECONDS = 5
+# Once a second: the next model of a start-up chain starts within about a second of its
+# neighbour's first healthy answer (as the compose healthcheck's start_interval does). The log
+# says what is awaited when that changes, and every SAY_EVERY polls.
+POLL_SECONDS = 1
+SAY_EVERY = 30
 
 
 def mark(repo: str) -> Path:
@@ -47,6 +51,8 @@ def healthy(url: str) -> bool:
 
 def wait(arguments: list[str]) -> None:
     pending = list(zip(arguments[::2], arguments[1::2], strict=True))
+    said: list[tuple[str, str]] = []
+    polls = 0
     while pending:
         pending = [
             (kind, what)
@@ -54,7 +60,10 @@ def wait(arguments: list[str]) -> None:
             if not (mark(what).is_file() if kind == "--fetched" else healthy(what))
         ]
         if pending:
-            print("waiting for " + ", ".join(what for _, what in pending), flush=True)
+            if pending != said or polls % SAY_EVERY == 0:
+                print("waiting for " + ", ".join(what for _, what in pending), flush=True)
+                said = pending
+            polls += 1
             time.sleep(POLL_SECONDS)
     print("ready", flush=True)
 
