@@ -83,12 +83,15 @@ def problems(
     """What only a cluster refuses; run with the compose checks so all errors come at once."""
     found: list[Problem] = []
     if manifest.residency is not None:
+        # Neither way of sharing a GPU lets a sleeping model's memory go to another pod.
         found.append(
             Problem(
                 "residency",
-                "is not rendered for Kubernetes yet: the residency service, its start-up waves "
-                "and the unpublished dev-mode servers exist for Compose only; render this "
-                "manifest for Compose, or remove the block for the cluster",
+                f"cannot be expressed on Kubernetes (gpu_sharing {sharing!r}): with 'whole' each "
+                "model has GPUs of its own, so none need sleep; with 'hami' each pod reserves its "
+                "whole memory slice (nvidia.com/gpumem) asleep or awake, so the scheduler places "
+                "no more models on a GPU than fit awake. Render this manifest for Compose, or "
+                "remove the block for the cluster",
             )
         )
     for service in manifest.models:

@@ -524,6 +524,49 @@ def test_wait_returns_once_the_model_is_marked_and_the_previous_server_healthy(
     stuck.wait()
 
 
+WAITED_REPO = "org/model"
+
+
+@pytest.fixture
+def neighbour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A /health that answers 503 three times (marking WAITED_REPO fetched at the second), then
+    200."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(k8s_pod, "POLL_SECONDS", 0.01)
+    asked = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            if len(asked) == 2:
+                k8s_pod.mark(WAITED_REPO).parent.mkdir(parents=True, exist_ok=True)
+                k8s_pod.mark(WAITED_REPO).write_text("fetched\n")
+            self.send_response(200 if len(asked) > 3 else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    server.shutdown()
+    assert asked == ["/health"] * 4
+
+
+def test_wait_returns_once_fetched_and_healthy_and_says_each_change_once(
+    neighbour: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    k8s_pod.wait(["--fetched", WAITED_REPO, "--healthy", neighbour])
+    assert k8s_pod.mark(WAITED_REPO).is_file()
+    assert capsys.readouterr().out.splitlines() == [
+        f"waiting for {WAITED_REPO}, {neighbour}",
+        f"waiting for {neighbour}",
+        "ready",
+    ]
+
+
 def test_gpu_uuids_pin_each_index_to_one_card_with_hami(tmp_path: Path) -> None:
     manifest = tmp_path / "m.yaml"
     manifest.write_text(

@@ -125,14 +125,19 @@ def test_one_awake_per_gpu_is_refused_for_an_arena_pair_on_one_gpu(tmp_path: Pat
     document(single)
 
 
-def test_kubernetes_refuses_residency_naming_the_block(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sharing", ["whole", "hami"])
+def test_kubernetes_refuses_residency_naming_the_block_and_why(
+    tmp_path: Path, sharing: str
+) -> None:
+    """Whole GPUs leave nothing to share; HAMi slices are reserved whether a model sleeps or
+    not: on neither can more models than fit awake hold a GPU."""
     from arenastack.render.kubernetes.checks import prepare as prepare_cluster
 
     with pytest.raises(ManifestError) as error:
-        prepare_cluster(manifest(tmp_path), H200, None, host_memory_gib=128)
-    assert any(
-        str(p).startswith("residency:") and "Kubernetes" in str(p) for p in error.value.problems
-    )
+        prepare_cluster(manifest(tmp_path), H200, sharing, host_memory_gib=128)
+    found = [str(p) for p in error.value.problems if str(p).startswith("residency:")]
+    assert len(found) == 1 and f"gpu_sharing {sharing!r}" in found[0], found
+    assert "nvidia.com/gpumem" in found[0] and "Compose" in found[0]
 
 
 # --- the GPU and the host ---------------------------------------------------------------------
