@@ -24,6 +24,13 @@ GATEWAY_PORT = 4000
 RESIDENCY_PORT = 8000
 RESIDENCY_SERVICE = "residency"
 
+# How long the stack's HTTP servers (vLLM, the residency service, the gateway) keep an idle
+# connection open. uvicorn's default, 5 s, is no longer than their clients keep one in a pool
+# (httpx 5 s, LiteLLM's aiohttp 15 s, Go 90 s): a client may then send a request on a connection
+# the server is closing, and it fails ("Cannot write to closing transport", seen in CI through
+# the gateway). A server that waits longer than every client lets the client close first.
+SERVER_KEEP_ALIVE_S = 120
+
 
 def model_api_base(service: str, via_residency: bool = False) -> str:
     """Where the stack's own clients (the web UI, the gateway) reach a model's OpenAI API: its

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from arenastack.core.services import GATEWAY_PORT, model_api_base
+from arenastack.core.services import GATEWAY_PORT, SERVER_KEEP_ALIVE_S, model_api_base
 from arenastack.manifest import Manifest, Model
 
 # Keep equal to images/litellm/requirements.txt (tests check): the newest litellm[proxy] whose
@@ -48,8 +48,10 @@ ENTRYPOINT = ["litellm"]
 
 
 def command() -> list[str]:
-    """The proxy's arguments after ENTRYPOINT: the generated config, on every interface."""
-    return ["--config", CONFIG_FILE, "--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
+    """The proxy's arguments after ENTRYPOINT: the generated config, on every interface, and
+    idle connections kept longer than clients keep them (core/services.py)."""
+    return ["--config", CONFIG_FILE, "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
+            "--keepalive_timeout", str(SERVER_KEEP_ALIVE_S)]  # fmt: skip
 
 
 def environment() -> dict[str, str | None]:

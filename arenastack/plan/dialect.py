@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from arenastack.core.services import SERVER_KEEP_ALIVE_S
+
 Version = tuple[int, int, int]
 
 # Refs that are not release tags (branches, commits) are taken to be recent.
@@ -89,6 +91,14 @@ class Dialect:
             # need cumulative fractions. The V0 engine treats the fraction per instance.
             return {"VLLM_USE_V1": "0"}
         return {}
+
+    def keep_alive_environment(self) -> dict[str, str]:
+        """SERVER_KEEP_ALIVE_S for the server (core/services.py says why), where the version
+        can be told: VLLM_HTTP_TIMEOUT_KEEP_ALIVE exists from v0.9.1 (vLLM #18472; checked in
+        the sdists: absent in 0.9.0, present in 0.9.1). Earlier versions keep uvicorn's 5 s."""
+        if self.version < (0, 9, 1):
+            return {}
+        return {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(SERVER_KEEP_ALIVE_S)}
 
     @property
     def compiles(self) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from arenastack.core.services import RESIDENCY_PORT, VLLM_PORT
+from arenastack.core.services import RESIDENCY_PORT, SERVER_KEEP_ALIVE_S, VLLM_PORT
 from arenastack.manifest import Manifest, Model
 from arenastack.plan.sharing import models_by_gpu
 
@@ -106,5 +106,6 @@ def config_text(manifest: Manifest, models: list[Model]) -> str:
 
 
 def command() -> list[str]:
-    port = str(RESIDENCY_PORT)
-    return ["python3", "-m", "arenastack.residency", "--config", CONFIG_FILE, "--port", port]
+    port, keep_alive = str(RESIDENCY_PORT), str(SERVER_KEEP_ALIVE_S)
+    return ["python3", "-m", "arenastack.residency", "--config", CONFIG_FILE, "--port", port,
+            "--keep-alive", keep_alive]  # fmt: skip

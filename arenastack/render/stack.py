@@ -165,6 +165,7 @@ def model_environment(
     environment = hub_environment(cuda)
     # fetch-models has downloaded everything; a server must not fetch on its own.
     environment["HF_HUB_OFFLINE"] = "1"
+    environment |= dialect.keep_alive_environment()
     if cuda:
         environment |= dialect.environment()
         if elastic:

@@ -1,4 +1,4 @@
-"""python -m arenastack.residency --config FILE [--host 0.0.0.0] [--port 8000]"""
+"""python -m arenastack.residency --config FILE [--host 0.0.0.0] [--port 8000] [--keep-alive S]"""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def parser() -> argparse.ArgumentParser:
     # In its container the service is reached by the web UI over the stack's network.
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument(
+        "--keep-alive",
+        type=int,
+        default=5,
+        help="seconds an idle client connection stays open (default: uvicorn's 5)",
+    )
     return parser
 
 
@@ -33,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"residency: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    uvicorn.run(create_app(config), host=args.host, port=args.port)
+    uvicorn.run(
+        create_app(config), host=args.host, port=args.port, timeout_keep_alive=args.keep_alive
+    )
     return 0
 
 

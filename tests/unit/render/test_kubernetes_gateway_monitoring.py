@@ -128,7 +128,7 @@ def test_gateway_runs_litellm_on_its_config_after_the_models() -> None:
     assert litellm["image"] == "registry.example.com/arena/arenastack/litellm:1.108.7"
     assert litellm["command"] == [
         "litellm", "--config", "/etc/arenastack/gateway/config.yaml",
-        "--host", "0.0.0.0", "--port", "4000",
+        "--host", "0.0.0.0", "--port", "4000", "--keepalive_timeout", "120",
     ]  # fmt: skip
     env = {e["name"]: e for e in litellm["env"]}
     assert env["LITELLM_MASTER_KEY"] == {
