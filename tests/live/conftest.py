@@ -149,6 +149,9 @@ class Stack:
     report: Report
     manifest: Path
     ports: Any  # pytest-docker's Services: port_for(service, container_port)
+    # When each container first started, read as soon as the stack was up: later tests restart
+    # some, which moves their StartedAt.
+    first_started: dict[str, float] = field(default_factory=dict)
 
     @property
     def project(self) -> str:
@@ -294,6 +297,7 @@ def stack(request: pytest.FixtureRequest, live_manifest: Path, report: Report) -
         raise
     report.figures["stack_up_to_all_healthy_s"] = round(time.monotonic() - started, 1)
     stack = Stack(docker=docker, report=report, manifest=live_manifest, ports=services)
+    stack.first_started = {service: stack.started(service) for service in stack.services}
     try:
         with urllib.request.urlopen(stack.url("webui", WEBUI_PORT), timeout=10) as response:
             report.figures["webui_status_right_after_up"] = response.status

@@ -63,12 +63,17 @@ def test_co_located_models_start_one_after_another(stack: Stack) -> None:
     """tiny-b waits for tiny-a's healthcheck, which passes only once tiny-a serves; tiny-q has
     a slot of its own and starts while tiny-a is still loading."""
     a_serving = stack.logged("tiny-a", "Application startup complete")
-    # Each container's first log line: its first start, whatever restarted it since.
-    b_start, q_start, a_start = (stack.logged(s) for s in ("tiny-b", "tiny-q", "tiny-a"))
+    # Each container's first start, read when the stack was up (a later test restarts tiny-b).
+    b_start, q_start, a_start = (stack.first_started[s] for s in ("tiny-b", "tiny-q", "tiny-a"))
     assert b_start >= a_serving, "tiny-b shares slot 0 with tiny-a and waits for it"
     assert q_start < a_serving, "tiny-q has slot 1 to itself and does not wait"
     stack.report.figures["tiny_a_start_to_serving_s"] = round(a_serving - a_start, 1)
+    # The chain's latency: tiny-a's healthcheck seeing it serve, then Compose starting tiny-b.
     stack.report.figures["tiny_b_start_after_tiny_a_serving_s"] = round(b_start - a_serving, 2)
+    # What the earlier figure included: tiny-b's imports before its first log line.
+    stack.report.figures["tiny_b_first_log_after_start_s"] = round(
+        stack.logged("tiny-b") - b_start, 2
+    )
     stack.report.figures["tiny_q_start_minus_tiny_a_start_s"] = round(q_start - a_start, 2)
 
 
